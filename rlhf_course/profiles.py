@@ -1,0 +1,168 @@
+"""Profiles: one code path, four sizes.
+
+A profile is plain data that says how big everything is: which model, how many
+prompts, how many steps, which precision. Every stage function takes a profile
+and never branches on its name, so the ``tiny`` run in CI executes exactly the
+algorithm that the ``colab-t4`` run executes on a GPU, only smaller.
+
+    >>> from rlhf_course.profiles import get_profile
+    >>> get_profile("tiny").model
+    'tiny'
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+PROFILE_NAMES = ("tiny", "smol", "colab-t4", "multi-gpu")
+
+SMOL_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+@dataclass(frozen=True)
+class SFTSettings:
+    """Instruction tuning (supervised fine-tuning) sizes."""
+
+    n_demonstrations: int = 1200
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    flawed_fraction: float = 0.3
+    dataset: str | None = None  # a hub instruction dataset; None means the toy world
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Everything that changes between a laptop CPU and a cluster.
+
+    Attributes:
+        name: one of :data:`PROFILE_NAMES`.
+        model: ``"tiny"`` (built from config, pretrained on the toy world) or a
+            hub model id.
+        dtype: precision for training and sampling: ``float32``, ``float16`` or
+            ``bfloat16``.
+        lora: train LoRA adapters (PEFT) instead of every weight.
+        lora_rank: rank of the LoRA adapters when ``lora`` is on.
+        max_prompt_tokens: prompts longer than this are rejected by the data
+            validator and truncated by the trainers.
+        max_new_tokens: the longest completion a policy may sample.
+        n_eval_prompts: held-out prompts used to measure a policy.
+        eval_batch_size: prompts per generation batch.
+        seed: the default seed; labs and the pipeline may override it.
+        sft: sizes of the instruction-tuning stage.
+        description: one line for ``rlhf-course doctor`` and the README.
+    """
+
+    name: str
+    model: str
+    dtype: str = "float32"
+    lora: bool = False
+    lora_rank: int = 16
+    max_prompt_tokens: int = 64
+    max_new_tokens: int = 24
+    n_eval_prompts: int = 200
+    eval_batch_size: int = 100
+    seed: int = 0
+    sft: SFTSettings = field(default_factory=SFTSettings)
+    description: str = ""
+
+    def replace(self, **changes) -> "Profile":
+        """A copy with some fields changed, e.g. ``profile.replace(seed=1)``."""
+        return dataclasses.replace(self, **changes)
+
+
+PROFILES: dict[str, Profile] = {
+    "tiny": Profile(
+        name="tiny",
+        model="tiny",
+        description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, about a minute a lab",
+    ),
+    "smol": Profile(
+        name="smol",
+        model=SMOL_MODEL_ID,
+        lora=True,
+        max_prompt_tokens=128,
+        max_new_tokens=32,
+        n_eval_prompts=100,
+        eval_batch_size=25,
+        sft=SFTSettings(n_demonstrations=400, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2),
+        description="SmolLM2-135M-Instruct with LoRA on the toy world; CPU or GPU, minutes, no download needed",
+    ),
+    "colab-t4": Profile(
+        name="colab-t4",
+        model="Qwen/Qwen2.5-0.5B-Instruct",
+        dtype="float16",
+        lora=True,
+        max_prompt_tokens=256,
+        max_new_tokens=64,
+        n_eval_prompts=200,
+        eval_batch_size=50,
+        sft=SFTSettings(
+            n_demonstrations=2000, epochs=1.0, learning_rate=2e-4, batch_size=8, grad_accum=4,
+            dataset="HuggingFaceH4/no_robots",
+        ),
+        description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
+    ),
+    "multi-gpu": Profile(
+        name="multi-gpu",
+        model="meta-llama/Llama-3.2-1B-Instruct",
+        dtype="bfloat16",
+        lora=False,
+        max_prompt_tokens=512,
+        max_new_tokens=256,
+        n_eval_prompts=500,
+        eval_batch_size=64,
+        sft=SFTSettings(
+            n_demonstrations=20000, epochs=1.0, learning_rate=1e-5, batch_size=8, grad_accum=4,
+            dataset="HuggingFaceH4/no_robots",
+        ),
+        description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
+    ),
+}
+
+
+def get_profile(name: str | Profile = "auto", **overrides) -> Profile:
+    """Return the profile called ``name`` (or the one ``auto`` picks).
+
+    ``overrides`` replace top-level fields, e.g. ``get_profile("tiny", seed=1)``.
+    The environment variable ``RLHF_COURSE_PROFILE`` fills in ``auto`` when set,
+    which is how the notebook tests run every lab on ``tiny``.
+    """
+    if isinstance(name, Profile):
+        profile = name
+    else:
+        key = str(name).strip().lower()
+        if key == "auto":
+            key = os.environ.get("RLHF_COURSE_PROFILE") or auto_profile_name()[0]
+        if key not in PROFILES:
+            raise ValueError(
+                f"Unknown profile {name!r}. Choose one of {', '.join(PROFILE_NAMES)} or 'auto'."
+            )
+        profile = PROFILES[key]
+    return profile.replace(**overrides) if overrides else profile
+
+
+def auto_profile_name() -> tuple[str, str]:
+    """Pick a profile from the hardware found, and say why.
+
+    Returns ``(name, reason)``. Several GPUs suggest ``multi-gpu``; one GPU with
+    at least 12 GB suggests ``colab-t4``; otherwise ``tiny``, the profile that
+    runs anywhere. ``smol`` is never picked automatically because it is slower
+    than ``tiny`` on a CPU; ask for it by name.
+    """
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return "tiny", "torch is not installed, so no accelerator can be used"
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        memory_gb = torch.cuda.get_device_properties(0).total_memory / 2**30
+        if count > 1:
+            return "multi-gpu", f"{count} CUDA GPUs found"
+        if memory_gb >= 12:
+            return "colab-t4", f"one CUDA GPU with {memory_gb:.0f} GB found"
+        return "tiny", f"one CUDA GPU with only {memory_gb:.0f} GB found (colab-t4 needs >= 12 GB)"
+    return "tiny", "no CUDA GPU found; tiny runs every lab on a CPU in about a minute"
