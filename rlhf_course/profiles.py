@@ -25,8 +25,8 @@ SMOL_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 class SFTSettings:
     """Instruction tuning (supervised fine-tuning) sizes."""
 
-    n_demonstrations: int = 1200
-    epochs: float = 2.0
+    n_demonstrations: int = 2000
+    epochs: float = 4.0
     learning_rate: float = 1e-3
     batch_size: int = 32
     grad_accum: int = 1
@@ -166,3 +166,47 @@ def auto_profile_name() -> tuple[str, str]:
             return "colab-t4", f"one CUDA GPU with {memory_gb:.0f} GB found"
         return "tiny", f"one CUDA GPU with only {memory_gb:.0f} GB found (colab-t4 needs >= 12 GB)"
     return "tiny", "no CUDA GPU found; tiny runs every lab on a CPU in about a minute"
+
+
+def apply_overrides(profile: Profile, assignments: list[str] | tuple[str, ...]) -> Profile:
+    """Change fields from ``"key=value"`` strings, e.g. ``["sft.epochs=1", "n_eval_prompts=50"]``.
+
+    This is how the command line scales a stage up or down without editing
+    code. Values are converted to the type of the field they replace.
+    """
+    for assignment in assignments:
+        key, sep, raw = assignment.partition("=")
+        if not sep:
+            raise ValueError(f"Override {assignment!r} is not of the form key=value (e.g. sft.epochs=1).")
+        *parents, leaf = key.strip().split(".")
+        owners = [profile]
+        for name in parents:
+            if not hasattr(owners[-1], name):
+                raise ValueError(f"Override {assignment!r}: profile has no section {name!r}.")
+            owners.append(getattr(owners[-1], name))
+        target = owners[-1]
+        if not dataclasses.is_dataclass(target) or leaf not in {f.name for f in dataclasses.fields(target)}:
+            names = ", ".join(f.name for f in dataclasses.fields(target)) if dataclasses.is_dataclass(target) else ""
+            raise ValueError(f"Override {assignment!r}: unknown field {leaf!r}. Fields here: {names}.")
+        value = _convert(raw.strip(), getattr(target, leaf), assignment)
+        new = dataclasses.replace(target, **{leaf: value})
+        for owner, name in zip(reversed(owners[:-1]), reversed(parents)):
+            new = dataclasses.replace(owner, **{name: new})
+        profile = new
+    return profile
+
+
+def _convert(raw: str, current: object, assignment: str) -> object:
+    """Parse ``raw`` to the type of ``current`` (bool, int, float, str or None)."""
+    try:
+        if isinstance(current, bool):
+            if raw.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return raw.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(raw)
+        if isinstance(current, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"Override {assignment!r}: {raw!r} is not a valid {type(current).__name__}.") from None
+    return None if raw.lower() == "none" else raw

@@ -1,0 +1,181 @@
+"""The pipeline command: run the stages of RLHF in order and measure each one.
+
+    rlhf-course pipeline --profile tiny --out runs/tiny [--stages base,sft] [--seed 0]
+
+Every stage is trained with the same code a lab calls, then measured on the
+same held-out test prompts with the gold reward. The output folder gets:
+
+``results.json``
+    ``{"profile", "seed", "world_size", "rlhf_course_version", "updated",
+    "stages": {name: entry}}`` where every entry holds at least
+
+    - ``gold_reward``, ``gold_reward_stderr``: mean gold reward of the stage's
+      policy on the test prompts (one sample each, temperature 1) and its
+      standard error;
+    - ``win_rate_vs_base``, ``win_rate_vs_sft``: paired gold-reward win rate
+      against the base and SFT policies on the same prompts, ties counted half
+      (``null`` when that policy was not run);
+    - ``kl_to_ref``: KL(policy‖reference) estimated on the policy's samples, in
+      nats per response; the reference is the policy the stage started from
+      (the base model for SFT; the SFT model for later stages);
+    - ``seconds``: wall time of the stage, training and measuring.
+
+    Stages that train add their own fields (for example ``final_loss``).
+    Entries from earlier runs of other stages are kept, so running one stage
+    again never loses the others.
+``results.md``
+    The same as a Markdown table (the README's results table is pasted from it).
+``<stage>/final``
+    The trained model of each stage, as safetensors.
+
+Run it on two CPU ranks with ``torchrun --nproc_per_node 2 -m rlhf_course.cli
+pipeline ...``: training is data-parallel and rank 0 writes the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+from . import __version__
+from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
+from .models import load_model
+from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
+from .sft import toy_demonstrations, train_sft
+from .toyworld import make_prompts
+
+STAGES = ("base", "sft")
+RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "win_rate_vs_base", "win_rate_vs_sft", "kl_to_ref", "seconds")
+
+
+def rank() -> int:
+    """This process's rank under torchrun/accelerate (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def parse_stages(text: str | list[str] | None) -> list[str]:
+    """Stages to run, in pipeline order. ``base`` always runs: everything is compared with it."""
+    asked = STAGES if text is None else (text.split(",") if isinstance(text, str) else text)
+    asked = [s.strip() for s in asked if s.strip()]
+    unknown = [s for s in asked if s not in STAGES]
+    if unknown:
+        raise ValueError(f"Unknown stage {unknown[0]!r}; the stages are {', '.join(STAGES)}.")
+    return [s for s in STAGES if s in asked or s == "base"]
+
+
+def measure(policy, reference, tokenizer, prompts, profile: Profile, seed: int,
+            others: dict[str, PolicySamples]) -> tuple[dict, PolicySamples]:
+    """Gold reward, win rates and KL of ``policy`` on the test prompts."""
+    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
+    entry = {"gold_reward": samples.mean, "gold_reward_stderr": samples.stderr}
+    for name in ("base", "sft"):
+        entry[f"win_rate_vs_{name}"] = win_rate(samples.rewards, others[name].rewards) if name in others else None
+    entry["kl_to_ref"] = 0.0 if reference is None else kl_to_reference(
+        policy, reference, tokenizer, samples, profile.eval_batch_size)[0]
+    return entry, samples
+
+
+def run_pipeline(
+    profile: Profile | str = "tiny",
+    out_dir: str | Path = "runs/tiny",
+    stages: str | list[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Run the asked-for stages and write ``results.json`` and ``results.md``.
+
+    Returns the results dictionary (see the module docstring for its schema).
+    """
+    profile = get_profile(profile)
+    out = Path(out_dir)
+    stages = parse_stages(stages)
+    results = load_results(out) if (out / "results.json").exists() else {"stages": {}}
+    results.update(profile=profile.name, seed=seed, world_size=world_size(), rlhf_course_version=__version__)
+    prompts = make_prompts("test", profile.n_eval_prompts, seed=seed)
+
+    start = time.perf_counter()
+    base, tokenizer = load_model(profile, progress=progress)
+    samples: dict[str, PolicySamples] = {}
+    entry, samples["base"] = measure(base, None, tokenizer, prompts, profile, seed, samples)
+    entry["win_rate_vs_base"] = 0.5
+    results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start}
+
+    if "sft" in stages:
+        start = time.perf_counter()
+        reference = copy.deepcopy(base)
+        result = train_sft(base, tokenizer, toy_demonstrations(profile, seed), profile,
+                           output_dir=out / "sft", seed=seed, progress=progress)
+        entry, samples["sft"] = measure(result.model, reference, tokenizer, prompts, profile, seed, samples)
+        entry["final_loss"] = result.losses[-1][1] if result.losses else None
+        results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}
+
+    if rank() == 0:
+        write_results(results, out)
+    return results
+
+
+def load_results(out_dir: str | Path) -> dict:
+    """Read ``results.json``, with a clear error if it is not the pipeline's."""
+    path = Path(out_dir) / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}). Move it aside or delete it, then run again.") from err
+    if not isinstance(results.get("stages"), dict):
+        raise ValueError(f"{path} has no 'stages' object; it was not written by `rlhf-course pipeline`. "
+                         "Choose another --out folder.")
+    return results
+
+
+def write_results(results: dict, out_dir: str | Path) -> None:
+    """Write ``results.json`` (atomically) and ``results.md``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    results["updated"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    tmp = out / "results.json.tmp"
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    tmp.replace(out / "results.json")
+    (out / "results.md").write_text(results_markdown(results))
+
+
+def results_markdown(results: dict) -> str:
+    """The results as a Markdown table, one row per stage."""
+    def fmt(value) -> str:
+        return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
+
+    lines = [f"Profile `{results['profile']}`, seed {results['seed']}, {results['world_size']} process(es).", "",
+             "| stage | gold reward | ± s.e. | win rate vs base | win rate vs SFT | KL to ref | seconds |",
+             "|---|---|---|---|---|---|---|"]
+    for name in [s for s in STAGES if s in results["stages"]]:
+        e = results["stages"][name]
+        lines.append(f"| {name} | " + " | ".join(fmt(e.get(k)) for k in RESULT_FIELDS) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``rlhf-course pipeline`` options."""
+    parser.add_argument("--profile", default="tiny", choices=[*PROFILE_NAMES, "auto"])
+    parser.add_argument("--out", required=True, help="folder for results.json, results.md and models")
+    parser.add_argument("--stages", default=None, help=f"comma-separated, from {','.join(STAGES)} (default: all)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile field, e.g. --set sft.epochs=1 (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    """Entry point of ``rlhf-course pipeline``."""
+    profile = apply_overrides(get_profile(args.profile), args.overrides)
+    results = run_pipeline(profile, args.out, args.stages, args.seed, progress=not args.quiet)
+    if rank() == 0:
+        print(results_markdown(results))
+    return 0

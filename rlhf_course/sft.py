@@ -1,0 +1,127 @@
+"""Instruction tuning: supervised fine-tuning on demonstrations, with TRL's SFTTrainer.
+
+The data are prompt–completion pairs. The prompt is rendered with the model's
+chat template (one user turn plus the assistant cue) and the loss is taken on
+the completion only: TRL builds labels that are -100 over the prompt, which is
+the completion mask the lab asks the learner to write.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .models import device, lora_config
+from .profiles import Profile
+from .sampling import chat_prompt
+from .toyworld import make_demonstrations, make_prompts
+
+
+@dataclass
+class SFTResult:
+    """What ``train_sft`` returns: the tuned model and how training went."""
+
+    model: PreTrainedModel
+    log_history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        """(step, training loss) pairs, for a loss curve."""
+        return [(e["step"], e["loss"]) for e in self.log_history if "loss" in e]
+
+
+def completion_labels(prompt_ids: list[int], completion_ids: list[int]) -> tuple[list[int], list[int]]:
+    """Input ids and labels for completion-only loss: prompt positions get -100.
+
+    PyTorch's cross-entropy ignores the label -100, so the model is trained to
+    produce the answer, not to reproduce the user's prompt.
+    """
+    return prompt_ids + completion_ids, [-100] * len(prompt_ids) + list(completion_ids)
+
+
+def toy_demonstrations(profile: Profile, seed: int = 0, flawed_fraction: float | None = None) -> list[dict]:
+    """Toy-world demonstrations for the profile's size (rows: prompt, completion, flawed, prompt_id)."""
+    prompts = make_prompts("train", profile.sft.n_demonstrations, seed=seed)
+    fraction = profile.sft.flawed_fraction if flawed_fraction is None else flawed_fraction
+    return make_demonstrations(prompts, flawed_fraction=fraction, seed=seed)
+
+
+def to_sft_dataset(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """A TRL prompt–completion dataset with the chat template applied to each prompt."""
+    return Dataset.from_list([{"prompt": chat_prompt(tokenizer, r["prompt"]), "completion": r["completion"]}
+                              for r in rows])
+
+
+def sft_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress: bool = True):
+    """TRL SFTConfig for a profile: precision, sizes, completion-only loss, no logging services."""
+    from trl import SFTConfig
+
+    on_gpu = device().type == "cuda"
+    s = profile.sft
+    return SFTConfig(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+        gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0,
+        max_length=profile.max_prompt_tokens + profile.max_new_tokens,
+        completion_only_loss=True, packing=False,
+        bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
+        use_cpu=not on_gpu, logging_steps=5, save_strategy="no", report_to=[],
+        disable_tqdm=not progress, dataloader_num_workers=0,
+    )
+
+
+def train_sft(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict],
+    profile: Profile,
+    *,
+    output_dir: str | Path = "runs/sft",
+    seed: int = 0,
+    progress: bool = True,
+) -> SFTResult:
+    """Fine-tune ``model`` on prompt–completion ``rows`` with TRL's SFTTrainer.
+
+    With ``profile.lora`` the trainer adds LoRA adapters, which are merged back
+    at the end so every later stage receives a plain model. The final model is
+    saved under ``output_dir/final`` as safetensors.
+    """
+    from trl import SFTTrainer
+
+    start = time.perf_counter()
+    trainer = SFTTrainer(
+        model=model, args=sft_config(profile, output_dir, seed, progress),
+        train_dataset=to_sft_dataset(rows, tokenizer), processing_class=tokenizer,
+        peft_config=lora_config(profile) if profile.lora else None,
+    )
+    if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+    trainer.train()
+    tuned = trainer.model
+    if profile.lora:
+        tuned = tuned.merge_and_unload()
+    tuned.eval()
+    if trainer.is_world_process_zero():
+        tuned.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
+    return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start)
+
+
+def cast_for_inference(model: PreTrainedModel) -> PreTrainedModel:
+    """Eval mode, gradients off: a policy that is only sampled from."""
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+__all__ = ["SFTResult", "completion_labels", "toy_demonstrations", "to_sft_dataset", "sft_config",
+           "train_sft", "cast_for_inference", "torch"]
