@@ -54,7 +54,7 @@ class TinySpec:
     max_positions: int = 128
     block_size: int = 64
     n_documents: int = 8000
-    steps: int = 600
+    steps: int = 400
     batch_size: int = 32
     learning_rate: float = 3e-3
     version: int = 1  # bump when the toy world's text changes
@@ -89,7 +89,9 @@ def train_tiny_tokenizer(spec: TinySpec = TinySpec(), seed: int = 0) -> PreTrain
     texts = pretraining_corpus(2000, seed=seed) + [p.text for p in prompts]
     texts += [ideal_response(p, rng) + " " + sample_response(p, rng) for p in prompts]
     bpe = Tokenizer(models.BPE())
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    # add_prefix_space: a word opening a turn gets the same token as mid-sentence,
+    # so "Repeat sand twice." -> "sand sand" is a copy, not a lookup.
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
     bpe.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=spec.vocab_size, special_tokens=[PAD, EOS, USER, ASSISTANT],
@@ -131,7 +133,9 @@ def pretrain_tiny(spec: TinySpec = TinySpec(), seed: int = 0, progress: bool = T
     torch.manual_seed(seed)
     tokenizer = train_tiny_tokenizer(spec, seed)
     model = LlamaForCausalLM(tiny_config(tokenizer, spec))
-    data = _packed_blocks(tokenizer, pretraining_corpus(spec.n_documents, seed=seed), spec.block_size)
+    # Q/A documents use the chat markers (the EOS ends each document anyway).
+    corpus = pretraining_corpus(spec.n_documents, seed=seed, qa_format=USER + "{prompt}" + ASSISTANT + "{response}")
+    data = _packed_blocks(tokenizer, corpus, spec.block_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
     warmup = spec.steps // 20
     schedule = torch.optim.lr_scheduler.LambdaLR(

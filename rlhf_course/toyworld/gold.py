@@ -9,7 +9,7 @@ attribute   weight what it measures
 correct     2.0    the answer is right (the number, the items, the word, a
                    relevant reply)
 format      1.0    the answer has the form asked for (a bare number, exactly n
-                   comma-separated items, a single word, a reply that opens in
+                   comma-separated items, the word alone, a reply that opens in
                    some tone)
 tone        1.0    no rude words; for the tone family, the requested tone
 concise     0.5    no words beyond the ideal answer (1 minus extra words / 12)
@@ -87,8 +87,9 @@ def _listing(prompt: Prompt, core: str) -> tuple[float, float]:
 
 def _transform(prompt: Prompt, core: str) -> tuple[float, float]:
     tokens = core.rstrip(".").split()
-    correct = float(bool(tokens) and tokens[0].strip(".,!") == prompt.answer)
-    return correct, float(len(tokens) == 1)
+    want = prompt.answer.split()
+    correct = float([t.strip(".,!") for t in tokens[: len(want)]] == want)
+    return correct, float(len(tokens) == len(want))
 
 
 def _opener_tone(core: str) -> str | None:
@@ -131,7 +132,7 @@ def ideal_length(prompt: Prompt) -> int:
         return prompt.spec["n"]
     if prompt.family == "tone":
         return len(words(TONE_OPENERS[prompt.spec["tone"]])) + len(words(MESSAGES[prompt.spec["message"]]))
-    return 1
+    return len(prompt.answer.split())
 
 
 def gold_attributes(prompt: Prompt, response: str) -> dict[str, float]:

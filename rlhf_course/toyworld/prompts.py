@@ -56,8 +56,8 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     "arithmetic": ("What is {a} {op} {b}?", "Compute {a} {op} {b}.", "Tell me {a} {op} {b}."),
     "listing": ("List {n} {category}.", "Name {n} {category}.", "Give me {n} {category}.",
                 "Please list {n} {category}."),
-    "transform": ("Write {word} in capital letters.", "Spell {word} backwards.",
-                  "Write the word {word} in capital letters.", "Spell the word {word} backwards."),
+    "transform": ("Write {word} in capital letters.", "Repeat {word} twice.",
+                  "Write the word {word} in capital letters.", "Repeat the word {word} twice."),
     "tone": ("Reply {tone} to: {message}", "Answer {tone}: {message}",
              "Respond {tone} to: {message}", "Write back {tone}: {message}"),
 }
@@ -92,10 +92,8 @@ def _arithmetic() -> list[Prompt]:
     out = []
     for a in range(1, 10):
         for b in range(1, 10):
-            for op, value in (("plus", a + b), ("minus", a - b), ("times", a * b)):
+            for op, value in (("plus", a + b), ("minus", a - b)):
                 if op == "minus" and b > a:
-                    continue
-                if op == "times" and (a > 5 or b > 5):
                     continue
                 for t in _TEMPLATES["arithmetic"]:
                     text = t.format(a=a, op=op, b=b)
@@ -115,15 +113,15 @@ def _listing() -> list[Prompt]:
 
 
 def transform_word(word: str, kind: str) -> str:
-    """Apply a transform: ``"upper"`` gives capitals, ``"reverse"`` spells backwards."""
-    return word.upper() if kind == "upper" else word[::-1]
+    """Apply a transform: ``"upper"`` gives capitals, ``"repeat"`` says the word twice."""
+    return word.upper() if kind == "upper" else f"{word} {word}"
 
 
 def _transform() -> list[Prompt]:
     out = []
     for word in WORDS:
         for t in _TEMPLATES["transform"]:
-            kind = "upper" if "capital" in t else "reverse"
+            kind = "upper" if "capital" in t else "repeat"
             text = t.format(word=word)
             spec = {"word": word, "kind": kind}
             out.append(Prompt(f"transform/{text}", "transform", text, spec, transform_word(word, kind)))

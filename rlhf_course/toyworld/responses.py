@@ -65,7 +65,7 @@ def _core(prompt: Prompt, style: Style, rng: random.Random) -> str:
         if style.correct:
             word = prompt.answer
         else:
-            other = "reverse" if spec["kind"] == "upper" else "upper"
+            other = "repeat" if spec["kind"] == "upper" else "upper"
             word = rng.choice([spec["word"], transform_word(spec["word"], other)])
         return word if style.well_formed else f"The word is {word}."
     # tone family
@@ -122,11 +122,12 @@ def sample_response(prompt: Prompt, rng: random.Random, p_flaw: float = 0.5, p_p
     return render(prompt, random_style(rng, p_flaw, p_phrase), rng)
 
 
-def flawed_style(rng: random.Random, p_phrase: float = 0.2) -> Style:
-    """A style with at least one real flaw (a demonstration gone wrong)."""
+def flawed_style(rng: random.Random, family: str, p_phrase: float = 0.2) -> Style:
+    """A style with at least one real flaw for this task family (a demonstration gone wrong)."""
     while True:
         style = random_style(rng, p_flaw=1.0, p_phrase=p_phrase)
-        if not style.correct or not style.well_formed or style.prefix == "rude" or style.tone != "right":
+        wrong_tone = family == "tone" and style.tone != "right"
+        if not style.correct or not style.well_formed or style.prefix == "rude" or wrong_tone:
             return style
 
 
@@ -150,7 +151,7 @@ def make_demonstrations(
     rows = []
     for prompt in prompts:
         flawed = rng.random() < flawed_fraction
-        style = flawed_style(rng, p_phrase) if flawed else Style(phrase=rng.random() < p_phrase)
+        style = flawed_style(rng, prompt.family, p_phrase) if flawed else Style(phrase=rng.random() < p_phrase)
         rows.append({"prompt": prompt.text, "completion": render(prompt, style, rng),
                      "flawed": flawed, "prompt_id": prompt.id})
     return rows
@@ -164,24 +165,29 @@ def _fact_documents(rng: random.Random) -> list[str]:
             docs.append(f"{a} plus {b} is {a + b}.")
             if b <= a:
                 docs.append(f"{a} minus {b} is {a - b}.")
-            if a <= 5 and b <= 5:
-                docs.append(f"{a} times {b} is {a * b}.")
     for category, members in CATEGORIES.items():
         for _ in range(4):
             docs.append(f"Some {category}: " + ", ".join(rng.sample(members, rng.randint(2, 5))) + ".")
     for word in WORDS:
-        docs.append(f"{word} in capital letters is {word.upper()}. {word} backwards is {word[::-1]}.")
+        docs.append(f"{word} in capital letters is {word.upper()}. {word} said twice is {word} {word}.")
     return docs
 
 
-def pretraining_corpus(n_documents: int = 6000, seed: int = 0) -> list[str]:
-    """Text to pretrain the tiny base model on: knowledge, quiz sheets and Q/A.
+def pretraining_corpus(
+    n_documents: int = 6000,
+    seed: int = 0,
+    qa_format: str = "{prompt}\n{response}",
+    p_flaw: float = 0.7,
+) -> list[str]:
+    """Text to pretrain a base model on: knowledge, quiz sheets and Q/A.
 
     Quiz sheets (prompts one after another) teach the base model to continue a
     question with more questions, the behaviour instruction tuning fixes. Q/A
-    documents pair training prompts with responses of mixed quality, so the base
-    model knows the language of answers without knowing which ones are good.
-    Only training-split prompts appear, so test prompts stay unseen.
+    documents pair training prompts with mostly flawed responses (``p_flaw``),
+    like the uneven conversations found on the web: the base model learns the
+    language of answers, and of the chat format given by ``qa_format``, without
+    learning which answers are good. Only training-split prompts appear, so
+    test prompts stay unseen.
     """
     rng = random.Random(f"corpus/{seed}")
     prompts = make_prompts("train", 2000, seed=seed)
@@ -195,5 +201,5 @@ def pretraining_corpus(n_documents: int = 6000, seed: int = 0) -> list[str]:
             docs.append("\n".join(p.text for p in rng.sample(prompts, rng.randint(3, 6))))
         else:
             p = rng.choice(prompts)
-            docs.append(f"{p.text}\n{sample_response(p, rng)}")
+            docs.append(qa_format.format(prompt=p.text, response=sample_response(p, rng, p_flaw=p_flaw)))
     return docs

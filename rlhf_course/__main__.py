@@ -1,0 +1,6 @@
+"""``python -m rlhf_course`` is the same as the ``rlhf-course`` command."""
+
+from .cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())

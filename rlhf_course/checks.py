@@ -1,0 +1,340 @@
+"""Exercise checks: tell a learner whether their function is right, and why not.
+
+A lab asks the learner to write a function, then calls a check on it:
+
+    >>> checks.check_bradley_terry_loss(bradley_terry_loss)   # doctest: +SKIP
+    ✓ Bradley–Terry loss: correct on 5 batches, gradients included
+
+When the function is wrong, the check raises :class:`ExerciseError` with a
+message that says what was expected, what was got, and a hint about the likely
+mistake, e.g. a missing minus sign. A stub that still raises
+``NotImplementedError`` gets "not implemented yet: fill in the cell above".
+
+Every check call is also appended to a grading log when the environment
+variable ``RLHF_COURSE_GRADES`` names a file (JSON lines: exercise, passed,
+message); ``rlhf-course grade`` sets it and collects the results.
+
+The machinery comes first; the exercise checks follow, one per exercise, below
+the section comment "Exercise checks".
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+GRADES_ENV = "RLHF_COURSE_GRADES"
+
+
+class ExerciseError(AssertionError):
+    """A learner's answer is wrong (or missing); the message says how to fix it."""
+
+
+# ---------------------------------------------------------------------------
+# Machinery
+# ---------------------------------------------------------------------------
+
+
+def record_grade(exercise: str, passed: bool, message: str) -> None:
+    """Append one check result to the grading log, if ``RLHF_COURSE_GRADES`` is set.
+
+    One JSON object per line, so that several checks (and several processes)
+    can append without reading the file first.
+    """
+    log = os.environ.get(GRADES_ENV)
+    if not log:
+        return
+    line = json.dumps({"exercise": exercise, "passed": passed, "message": message}, ensure_ascii=False)
+    path = Path(log)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as file:
+        file.write(line + "\n")
+
+
+def exercise(title: str) -> Callable[[Callable[..., str]], Callable[..., None]]:
+    """Turn a function ``check_<name>`` that raises :class:`ExerciseError` into a check.
+
+    The decorated function returns a short success note (e.g. "correct on 5
+    batches"). The wrapper prints "✓ <title>: <note>" and records pass or fail
+    in the grading log under ``<name>``, the function's name without
+    ``check_``; the grader finds the exercises of a notebook by looking for
+    ``check_<name>(`` calls, so the two always agree.
+    """
+
+    def decorate(check: Callable[..., str]) -> Callable[..., None]:
+        if not check.__name__.startswith("check_"):
+            raise ValueError(f"exercise checks are named check_<exercise>, not {check.__name__}")
+        name = check.__name__.removeprefix("check_")
+
+        @functools.wraps(check)
+        def run(*args: Any, **kwargs: Any) -> None:
+            try:
+                note = check(*args, **kwargs)
+            except ExerciseError as err:
+                record_grade(name, False, str(err))
+                raise
+            except Exception as err:  # a crash inside the check counts as a fail too
+                record_grade(name, False, f"{type(err).__name__}: {err}")
+                raise
+            record_grade(name, True, note)
+            print(f"✓ {title}: {note}")
+
+        run.exercise_name = name  # type: ignore[attr-defined]
+        return run
+
+    return decorate
+
+
+def call_learner(fn: Callable[..., Any], *args: Any, what: str = "your function") -> Any:
+    """Call the learner's function, turning its exceptions into teaching messages.
+
+    A ``NotImplementedError`` means the student stub is still there. Any other
+    exception is reported with its type and text, and chained so the traceback
+    still points at the learner's line.
+    """
+    if not callable(fn):
+        raise ExerciseError(
+            f"expected a function, got {type(fn).__name__}. "
+            "Pass the function itself, without calling it (no parentheses)."
+        )
+    try:
+        return fn(*args)
+    except NotImplementedError as err:
+        raise ExerciseError(f"{what} is not implemented yet: fill in the cell above, then run it again.") from err
+    except Exception as err:
+        raise ExerciseError(
+            f"{what} raised {type(err).__name__}: {err}. The traceback above shows the line."
+        ) from err
+
+
+def as_float(name: str, value: Any) -> float:
+    """A Python float from a number or a one-element tensor, or a clear error."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            raise ExerciseError(f"{name} should be a single number, got a tensor of shape {tuple(value.shape)}.")
+        return float(value.detach().item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ExerciseError(f"{name} should be a number or a tensor, got {type(value).__name__}.")
+
+
+def expect_tensor(name: str, value: Any, hint: str = "") -> torch.Tensor:
+    """Fail unless ``value`` is a ``torch.Tensor``."""
+    if not isinstance(value, torch.Tensor):
+        raise ExerciseError(_message(f"{name} should be a torch.Tensor", f"a {type(value).__name__}", hint))
+    return value
+
+
+def expect_shape(name: str, value: Any, shape: Sequence[int], hint: str = "") -> None:
+    """Fail unless ``value`` is a tensor of exactly ``shape`` (``()`` for a scalar)."""
+    tensor = expect_tensor(name, value)
+    if tuple(tensor.shape) != tuple(shape):
+        raise ExerciseError(
+            _message(f"{name} should have shape {tuple(shape)}", f"shape {tuple(tensor.shape)}", hint)
+        )
+
+
+def expect_finite(name: str, value: Any, hint: str = "") -> None:
+    """Fail if ``value`` contains NaN or infinity."""
+    tensor = torch.as_tensor(value).detach()
+    if not torch.isfinite(tensor).all():
+        raise ExerciseError(_message(f"{name} should be finite", _show(tensor), hint))
+
+
+def expect_close(name: str, got: Any, expected: Any, atol: float = 1e-5, hint: str = "") -> None:
+    """Fail unless ``got`` equals ``expected`` within ``atol`` (numbers or tensors)."""
+    got_t = torch.as_tensor(got, dtype=torch.float64).detach()
+    exp_t = torch.as_tensor(expected, dtype=torch.float64).detach()
+    if got_t.shape != exp_t.shape:
+        raise ExerciseError(
+            _message(f"{name} should have shape {tuple(exp_t.shape)}", f"shape {tuple(got_t.shape)}", hint)
+        )
+    if not torch.allclose(got_t, exp_t, atol=atol, rtol=0.0, equal_nan=False):
+        raise ExerciseError(_message(f"{name} should be {_show(exp_t)}", _show(got_t), hint))
+
+
+def _message(expected: str, got: str, hint: str) -> str:
+    """One sentence saying what was expected and got, then the hint."""
+    text = f"{expected}, but got {got}."
+    return f"{text} {hint}" if hint else text
+
+
+def _show(tensor: torch.Tensor) -> str:
+    """A short rendering of a number or a small tensor for messages."""
+    if tensor.numel() == 1:
+        return f"{tensor.item():.4g}"
+    values = ", ".join(f"{v:.4g}" for v in tensor.flatten()[:6].tolist())
+    more = ", …" if tensor.numel() > 6 else ""
+    return f"[{values}{more}]"
+
+
+def _near(a: float, b: float, tol: float = 1e-4) -> bool:
+    return math.isfinite(a) and abs(a - b) <= tol * max(1.0, abs(b))
+
+
+# ---------------------------------------------------------------------------
+# Exercise checks (one per exercise; the name after "check_" is the exercise)
+# ---------------------------------------------------------------------------
+
+
+def _bradley_terry_batches() -> list[tuple[str, torch.Tensor, torch.Tensor]]:
+    """Test batches for the Bradley–Terry loss, each with a description."""
+    gen = torch.Generator().manual_seed(0)
+    return [
+        ("equal rewards", torch.zeros(4), torch.zeros(4)),
+        ("a random batch", torch.randn(8, generator=gen), torch.randn(8, generator=gen)),
+        ("chosen far ahead", torch.full((3,), 6.0), torch.full((3,), -6.0)),
+        ("mixed margins", torch.tensor([2.0, -1.0, 0.5, 0.0, 3.0]), torch.tensor([1.0, 1.0, 0.5, -2.0, 0.0])),
+        ("huge margins", torch.tensor([-60.0, 60.0]), torch.tensor([60.0, -60.0])),
+    ]
+
+
+def _reference_bradley_terry(chosen: torch.Tensor, rejected: torch.Tensor) -> torch.Tensor:
+    return -torch.nn.functional.logsigmoid(chosen - rejected).mean()
+
+
+def _diagnose_bradley_terry(got: float, chosen: torch.Tensor, rejected: torch.Tensor) -> str:
+    """Guess the learner's mistake from the value they returned."""
+    expected = _reference_bradley_terry(chosen, rejected).item()
+    swapped = _reference_bradley_terry(rejected, chosen).item()
+    if _near(got, -expected):
+        return "Did you forget the minus sign? The loss is −log σ(r_chosen − r_rejected), which is never negative."
+    if _near(got, swapped):
+        return "Did you swap chosen and rejected? The margin is r_chosen − r_rejected."
+    if _near(got, expected * len(chosen)):
+        return "Did you sum over the batch? Take the mean, so the loss does not grow with the batch size."
+    if _near(got, torch.sigmoid(rejected - chosen).mean().item()):
+        return "Did you forget the log? The loss is −log σ(r_chosen − r_rejected), not 1 − σ(·)."
+    return "The loss is −log σ(r_chosen − r_rejected), averaged over the batch."
+
+
+@exercise("Bradley–Terry loss")
+def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
+    """Check ``fn(chosen_rewards, rejected_rewards) -> mean loss``, −log σ(r_c − r_r).
+
+    Tries several batches: equal rewards (loss log 2), a random batch, a clear
+    preference (loss near 0), and huge margins (a naive ``log(sigmoid(x))``
+    gives infinity there). Then checks that gradients flow back to the rewards.
+    """
+    batches = _bradley_terry_batches()
+    for label, chosen, rejected in batches:
+        got = call_learner(fn, chosen.clone(), rejected.clone(), what="your bradley_terry_loss")
+        expect_tensor("the loss", got, "Build it from torch operations on the reward tensors.")
+        if got.dim() == 1 and len(got) == len(chosen):
+            raise ExerciseError(
+                f"on {label}, your loss has shape {tuple(got.shape)}, one value per pair; expected a scalar. "
+                "Did you forget to take the mean over the batch?"
+            )
+        expect_shape("the loss", got, (), "Reduce it to one number with .mean().")
+        value = as_float("the loss", got)
+        if not math.isfinite(value):
+            raise ExerciseError(
+                f"on {label} (margins up to {(chosen - rejected).abs().max().item():.0f}) your loss is {value}; "
+                "expected a finite number. log(sigmoid(x)) underflows for very negative x: use "
+                "torch.nn.functional.logsigmoid, which is computed stably."
+            )
+        expected = _reference_bradley_terry(chosen, rejected).item()
+        if not _near(value, expected):
+            equal = " (log 2 ≈ 0.693, since σ(0) = 1/2)" if label == "equal rewards" else ""
+            raise ExerciseError(
+                f"on {label}, your loss is {value:.4g}; expected {expected:.4g}{equal}. "
+                + _diagnose_bradley_terry(value, chosen, rejected)
+            )
+
+    chosen = torch.tensor([1.0, -0.5, 2.0], requires_grad=True)
+    rejected = torch.tensor([0.0, 0.5, 2.5], requires_grad=True)
+    loss = call_learner(fn, chosen, rejected, what="your bradley_terry_loss")
+    if not getattr(loss, "requires_grad", False):
+        raise ExerciseError(
+            "your loss carries no gradient, so a reward model could not learn from it. "
+            "Did you call .item(), .detach() or build a new tensor with torch.tensor(...)? "
+            "Keep it a tensor computation."
+        )
+    loss.backward()
+    expected_grad = -torch.sigmoid(rejected.detach() - chosen.detach()) / len(chosen)
+    expect_close("d loss / d r_chosen", chosen.grad, expected_grad, atol=1e-5,
+                 hint="The gradient should push chosen rewards up: −σ(r_r − r_c) / batch size.")
+    return f"correct on {len(batches)} batches (equal rewards give log 2, huge margins stay finite), gradients included"
+
+
+# --- Instruction tuning -------------------------------------------------------
+
+
+def _completion_label_cases() -> list[tuple[str, list[int], list[int]]]:
+    return [
+        ("a short prompt", [5, 6, 7], [8, 9]),
+        ("a one-token completion", [11, 12, 13, 14], [2]),
+        ("an empty prompt", [], [3, 4, 5]),
+        ("a prompt with a repeated id", [7, 7, 8], [7, 9]),
+    ]
+
+
+@exercise("Completion-only labels")
+def check_completion_labels(fn: Callable[[list[int], list[int]], tuple[list[int], list[int]]]) -> str:
+    """Check ``fn(prompt_ids, completion_ids) -> (input_ids, labels)``.
+
+    ``input_ids`` is the prompt followed by the completion; ``labels`` copies
+    them, except that every prompt position is -100, the index PyTorch's
+    cross-entropy ignores. The same rule is what TRL's SFTTrainer applies with
+    ``completion_only_loss=True`` (a test of the package shows they agree).
+    """
+    for label, prompt, completion in _completion_label_cases():
+        got = call_learner(fn, list(prompt), list(completion), what="your completion_labels")
+        if not (isinstance(got, tuple) and len(got) == 2):
+            raise ExerciseError(f"on {label}, expected a pair (input_ids, labels), got {type(got).__name__}.")
+        input_ids, labels = (list(x.tolist() if isinstance(x, torch.Tensor) else x) for x in got)
+        if input_ids != prompt + completion:
+            raise ExerciseError(
+                f"on {label}, input_ids should be {prompt + completion}, but got {input_ids}. "
+                "The model reads the prompt and the completion together, prompt first."
+            )
+        want = [-100] * len(prompt) + completion
+        if labels == want:
+            continue
+        if len(labels) != len(want):
+            hint = "labels must have one entry per input id, so the loss lines up with the tokens."
+        elif labels == [0] * len(prompt) + completion:
+            hint = "You used 0 for the prompt, but 0 is a real token id: use -100, which the loss ignores."
+        elif labels == prompt + [-100] * len(completion):
+            hint = "You masked the completion instead of the prompt: the model must learn to write the answer."
+        elif labels == prompt + completion:
+            hint = "Nothing is masked: the prompt positions need the label -100."
+        else:
+            hint = "Prompt positions get -100; completion positions keep their token id."
+        raise ExerciseError(f"on {label}, labels should be {want}, but got {labels}. {hint}")
+    return f"correct on {len(_completion_label_cases())} cases, including an empty prompt"
+
+
+@exercise("Demonstration quality sweep")
+def check_flawed_sweep(fractions: Sequence[float], gold_rewards: Sequence[float]) -> str:
+    """Check the sweep of flawed-demonstration fractions against gold reward.
+
+    Expects one gold reward per fraction, fractions from 0 up to at least 0.6,
+    and a clear drop in gold reward from the cleanest to the most flawed data.
+    """
+    fractions, gold_rewards = list(fractions), [as_float("a gold reward", g) for g in gold_rewards]
+    if len(fractions) != len(gold_rewards) or len(fractions) < 3:
+        raise ExerciseError(
+            f"expected one gold reward per fraction and at least 3 fractions; got {len(fractions)} fractions "
+            f"and {len(gold_rewards)} gold rewards."
+        )
+    if min(fractions) > 0.0 or max(fractions) < 0.6:
+        raise ExerciseError(
+            f"your fractions span {min(fractions)}–{max(fractions)}; include 0 and go to at least 0.6 so "
+            "the effect of demonstration quality is visible."
+        )
+    low = gold_rewards[fractions.index(min(fractions))]
+    high = gold_rewards[fractions.index(max(fractions))]
+    if not high < low - 0.2:
+        raise ExerciseError(
+            f"gold reward with clean demonstrations is {low:.2f} and with {max(fractions):.0%} flawed ones "
+            f"{high:.2f}; expected a clear drop (> 0.2). Did each run train on demonstrations made with its "
+            "own flawed_fraction, and measure the model trained in that run?"
+        )
+    return f"gold reward falls from {low:.2f} (clean) to {high:.2f} ({max(fractions):.0%} flawed)"

@@ -1,0 +1,115 @@
+"""Execute every lab on the ``tiny`` profile and assert what it measured.
+
+Each lab's results cell records an outcome (see ``rlhf_course.results``); the
+thresholds live here, in the test, so that a lab which runs but learns nothing
+fails. A lab without an entry in ``EXPECTATIONS`` fails too: every lab must
+assert a measured outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from rlhf_course.results import load_outcome
+from rlhf_course.student import Execution, execute_notebook
+
+LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
+LABS = sorted(LABS_DIR.glob("*.ipynb"))
+
+# lab (notebook stem) -> metric -> (comparison, threshold), checked on profile tiny, seed 0.
+EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
+    "instruction_tuning": {"win_rate_vs_base": (">=", 0.6)},
+}
+
+COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
+
+
+def run_lab(notebook: Path, workdir: Path, kernel_env: dict[str, str]) -> Execution:
+    """The one way tests execute a notebook: profile tiny, seed 0, results into ``workdir``."""
+    env = {**kernel_env, "RLHF_COURSE_RESULTS_DIR": str(workdir), "RLHF_COURSE_PROFILE": "tiny"}
+    return execute_notebook(notebook, workdir / notebook.name, {"PROFILE": "tiny", "SEED": 0}, env=env, cwd=workdir)
+
+
+def failed_expectations(outcome: dict, expected: dict[str, tuple[str, float]]) -> list[str]:
+    """Human-readable descriptions of the thresholds an outcome misses."""
+    problems = []
+    for metric, (comparison, threshold) in expected.items():
+        if metric not in outcome:
+            problems.append(f"{metric} was not recorded (recorded: {', '.join(outcome) or 'nothing'})")
+        elif not COMPARISONS[comparison](outcome[metric], threshold):
+            problems.append(f"{metric} = {outcome[metric]!r}, expected {comparison} {threshold}")
+    return problems
+
+
+@pytest.fixture(scope="session")
+def labs_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("labs")
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+@pytest.mark.parametrize("notebook", LABS, ids=[lab.stem for lab in LABS])
+def test_lab_runs_and_learns(notebook: Path, labs_workdir: Path, kernel_env, lab_timings) -> None:
+    lab = notebook.stem
+    run = run_lab(notebook, labs_workdir, kernel_env)
+    lab_timings[lab] = run.seconds
+    (labs_workdir / "timings.json").write_text(json.dumps(lab_timings, indent=2))
+    print(f"{lab}: {run.seconds:.1f} s on tiny")
+
+    assert run.ok, f"{lab} failed at {run.error} (executed copy: {run.output})"
+    record = load_outcome(lab, labs_workdir)
+    assert record["profile"] == "tiny", f"{lab} ran on {record['profile']!r}; it must honour PROFILE"
+    if lab not in EXPECTATIONS:
+        pytest.fail(
+            f"Lab {lab!r} has no expectations. It recorded {record['outcome']}; add thresholds it must "
+            f"meet to EXPECTATIONS in tests/test_notebooks.py, e.g. {{{lab!r}: {{'metric': ('>=', value)}}}}."
+        )
+    problems = failed_expectations(record["outcome"], EXPECTATIONS[lab])
+    assert not problems, f"{lab} ran but did not reach its expected outcome: " + "; ".join(problems)
+
+
+def test_expectations_name_existing_labs() -> None:
+    """Catch typos: every entry in EXPECTATIONS names a lab notebook (once labs exist)."""
+    if not LABS:
+        pytest.skip("no labs yet")
+    unknown = sorted(set(EXPECTATIONS) - {lab.stem for lab in LABS})
+    assert not unknown, f"EXPECTATIONS mentions labs that do not exist in labs/: {unknown}"
+
+
+def test_expectations_use_known_comparisons() -> None:
+    for lab, metrics in EXPECTATIONS.items():
+        for metric, (comparison, _threshold) in metrics.items():
+            assert comparison in COMPARISONS, f"{lab}.{metric}: unknown comparison {comparison!r}"
+
+
+def test_failed_expectations_explain() -> None:
+    expected = {"win_rate": (">=", 0.6), "kl": ("<", 5.0)}
+    assert failed_expectations({"win_rate": 0.7, "kl": 1.0}, expected) == []
+    problems = failed_expectations({"win_rate": 0.4}, expected)
+    assert problems == ["win_rate = 0.4, expected >= 0.6", "kl was not recorded (recorded: win_rate)"]
+
+
+@pytest.mark.slow
+@pytest.mark.notebooks
+def test_failing_cell_fails_the_same_path(tmp_path: Path, kernel_env) -> None:
+    """A lab with an error must fail through ``run_lab``, the path every lab takes."""
+    nb = new_notebook(cells=[
+        new_code_cell('PROFILE = "auto"\nSEED = 0', metadata={"tags": ["parameters"]}),
+        new_code_cell("x = 1"),
+        new_code_cell("raise RuntimeError('deliberate failure')"),
+        new_code_cell("print('never reached')"),
+    ])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "throwaway.ipynb"
+    nbformat.write(nb, path)
+    run = run_lab(path, tmp_path, kernel_env)
+    assert not run.ok
+    assert "RuntimeError" in run.error and "deliberate failure" in run.error
+    executed = nbformat.read(run.output, as_version=4)
+    assert executed.cells[-1].get("outputs", []) == [], "cells after the failure must not run"
