@@ -60,6 +60,17 @@ class TinySpec:
     version: int = 1  # bump when the toy world's text changes
 
 
+def quiet_libraries() -> None:
+    """Silence the progress bars of library internals (loading shards, mapping
+    datasets) so that a lab shows only the bars of its own long steps."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+
+
 def cache_dir() -> Path:
     """Where models are cached: ``$RLHF_COURSE_CACHE`` or ``~/.cache/rlhf_course``."""
     return Path(os.environ.get("RLHF_COURSE_CACHE", Path.home() / ".cache" / "rlhf_course"))
@@ -137,7 +148,7 @@ def pretrain_tiny(spec: TinySpec = TinySpec(), seed: int = 0, progress: bool = T
     corpus = pretraining_corpus(spec.n_documents, seed=seed, qa_format=USER + "{prompt}" + ASSISTANT + "{response}")
     data = _packed_blocks(tokenizer, corpus, spec.block_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=spec.learning_rate, weight_decay=0.01)
-    warmup = spec.steps // 20
+    warmup = max(1, spec.steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * s / spec.steps)))
     generator = torch.Generator().manual_seed(seed)
@@ -261,6 +272,7 @@ def load_model(profile: Profile | str = "auto", progress: bool = True):
     generation needs.
     """
     profile = get_profile(profile)
+    quiet_libraries()
     if profile.model == "tiny":
         model, tokenizer = load_tiny(progress=progress)
     elif profile.model == SMOL_MODEL_ID:

@@ -20,7 +20,8 @@ same held-out test prompts with the gold reward. The output folder gets:
       (the base model for SFT; the SFT model for later stages);
     - ``seconds``: wall time of the stage, training and measuring.
 
-    Stages that train add their own fields (for example ``final_loss``).
+    Stages that train add their own fields (for example ``first_loss`` and
+    ``final_loss``, the first and last logged training loss).
     Entries from earlier runs of other stages are kept, so running one stage
     again never loses the others.
 ``results.md``
@@ -46,7 +47,7 @@ from . import __version__
 from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
-from .sft import toy_demonstrations, train_sft
+from .sft import load_demonstrations, train_sft
 from .toyworld import make_prompts
 
 STAGES = ("base", "sft")
@@ -112,9 +113,10 @@ def run_pipeline(
     if "sft" in stages:
         start = time.perf_counter()
         reference = copy.deepcopy(base)
-        result = train_sft(base, tokenizer, toy_demonstrations(profile, seed), profile,
+        result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
                            output_dir=out / "sft", seed=seed, progress=progress)
         entry, samples["sft"] = measure(result.model, reference, tokenizer, prompts, profile, seed, samples)
+        entry["first_loss"] = result.losses[0][1] if result.losses else None
         entry["final_loss"] = result.losses[-1][1] if result.losses else None
         results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}
 

@@ -9,14 +9,14 @@ the completion mask the lab asks the learner to write.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import device, lora_config
+from .models import device, lora_config, quiet_libraries
 from .profiles import Profile
 from .sampling import chat_prompt
 from .toyworld import make_demonstrations, make_prompts
@@ -52,6 +52,40 @@ def toy_demonstrations(profile: Profile, seed: int = 0, flawed_fraction: float |
     return make_demonstrations(prompts, flawed_fraction=fraction, seed=seed)
 
 
+def chat_rows(records: list[dict], source: str = "dataset") -> list[dict]:
+    """Single-turn demonstrations from chat records (``messages``: role/content dicts).
+
+    This is the schema of hub instruction datasets such as no_robots and
+    UltraChat: the first user turn becomes the prompt and the assistant turn
+    that follows it the completion. A record without such a pair raises an
+    error naming its row.
+    """
+    rows = []
+    for i, record in enumerate(records):
+        messages = record.get("messages")
+        if not isinstance(messages, list):
+            raise ValueError(f"{source}, row {i}: field 'messages' should be a list of role/content dicts; "
+                             f"got {type(messages).__name__}.")
+        turns = [(m.get("role"), m.get("content")) for m in messages if m.get("role") != "system"]
+        if len(turns) < 2 or turns[0][0] != "user" or turns[1][0] != "assistant" or not turns[1][1]:
+            raise ValueError(f"{source}, row {i}: field 'messages' needs a user turn followed by a non-empty "
+                             "assistant turn; drop or fix this row.")
+        rows.append({"prompt": turns[0][1], "completion": turns[1][1], "flawed": None,
+                     "prompt_id": str(record.get("prompt_id", i))})
+    return rows
+
+
+def load_demonstrations(profile: Profile, seed: int = 0) -> list[dict]:
+    """The profile's SFT data: a hub instruction dataset if it names one, else the toy world."""
+    if profile.sft.dataset is None:
+        return toy_demonstrations(profile, seed)
+    from datasets import load_dataset
+
+    data = load_dataset(profile.sft.dataset, split="train").shuffle(seed=seed)
+    data = data.select(range(min(profile.sft.n_demonstrations, len(data))))
+    return chat_rows(list(data), source=profile.sft.dataset)
+
+
 def to_sft_dataset(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> Dataset:
     """A TRL prompt–completion dataset with the chat template applied to each prompt."""
     return Dataset.from_list([{"prompt": chat_prompt(tokenizer, r["prompt"]), "completion": r["completion"]}
@@ -64,17 +98,19 @@ def sft_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress
 
     on_gpu = device().type == "cuda"
     s = profile.sft
-    return SFTConfig(
-        output_dir=str(output_dir), seed=seed, data_seed=seed,
-        num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-        gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
-        lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0,
-        max_length=profile.max_prompt_tokens + profile.max_new_tokens,
-        completion_only_loss=True, packing=False,
-        bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
-        use_cpu=not on_gpu, logging_steps=5, save_strategy="no", report_to=[],
-        disable_tqdm=not progress, dataloader_num_workers=0,
-    )
+    with warnings.catch_warnings():  # TRL still passes a deprecated transformers argument
+        warnings.simplefilter("ignore", FutureWarning)
+        return SFTConfig(
+            output_dir=str(output_dir), seed=seed, data_seed=seed,
+            num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+            gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
+            lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0,
+            max_length=profile.max_prompt_tokens + profile.max_new_tokens,
+            completion_only_loss=True, packing=False,
+            bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
+            use_cpu=not on_gpu, logging_steps=5, save_strategy="no", report_to=[],
+            disable_tqdm=not progress, dataloader_num_workers=0,
+        )
 
 
 def train_sft(
@@ -96,6 +132,7 @@ def train_sft(
     from trl import SFTTrainer
 
     start = time.perf_counter()
+    quiet_libraries()
     trainer = SFTTrainer(
         model=model, args=sft_config(profile, output_dir, seed, progress),
         train_dataset=to_sft_dataset(rows, tokenizer), processing_class=tokenizer,
@@ -115,13 +152,3 @@ def train_sft(
     return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start)
 
 
-def cast_for_inference(model: PreTrainedModel) -> PreTrainedModel:
-    """Eval mode, gradients off: a policy that is only sampled from."""
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-__all__ = ["SFTResult", "completion_labels", "toy_demonstrations", "to_sft_dataset", "sft_config",
-           "train_sft", "cast_for_inference", "torch"]
