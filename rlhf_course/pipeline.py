@@ -116,6 +116,7 @@ def run_pipeline(
         result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
                            output_dir=out / "sft", seed=seed, progress=progress)
         entry, samples["sft"] = measure(result.model, reference, tokenizer, prompts, profile, seed, samples)
+        entry["train_world_size"] = result.world_size
         entry["first_loss"] = result.losses[0][1] if result.losses else None
         entry["final_loss"] = result.losses[-1][1] if result.losses else None
         results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}

@@ -29,6 +29,7 @@ class SFTResult:
     model: PreTrainedModel
     log_history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    world_size: int = 1  # data-parallel processes that trained together
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -149,6 +150,6 @@ def train_sft(
     if trainer.is_world_process_zero():
         tuned.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
         tokenizer.save_pretrained(Path(output_dir) / "final")
-    return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start)
+    return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start, trainer.args.world_size)
 
 

@@ -101,13 +101,14 @@ def test_pipeline_sft_trains_on_two_cpu_ranks(tmp_path):
     """torchrun with two processes: DDP over gloo, rank 0 writes the results."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "rlhf_course.cli", "pipeline", "--profile", "tiny", "--out", str(tmp_path), "--stages", "sft",
+           "-m", "rlhf_course", "pipeline", "--profile", "tiny", "--out", str(tmp_path), "--stages", "sft",
            "--quiet", "--set", "sft.n_demonstrations=640", "--set", "sft.epochs=2", "--set", "n_eval_prompts=80"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["world_size"] == 2
     sft = results["stages"]["sft"]
+    assert sft["train_world_size"] == 2, "the trainer should see both ranks (DDP over gloo)"
     assert sft["final_loss"] < sft["first_loss"], sft
     assert sft["win_rate_vs_base"] > 0.6, sft
 
