@@ -32,6 +32,7 @@ class SFTSettings:
     grad_accum: int = 1
     flawed_fraction: float = 0.3
     dataset: str | None = None  # a hub instruction dataset; None means the toy world
+    checkpoint_steps: int = 0  # save (and resume from) a checkpoint this often; 0: only the final model
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,7 @@ PROFILES: dict[str, Profile] = {
         eval_batch_size=50,
         sft=SFTSettings(
             n_demonstrations=2000, epochs=1.0, learning_rate=2e-4, batch_size=8, grad_accum=4,
-            dataset="HuggingFaceH4/no_robots",
+            dataset="HuggingFaceH4/no_robots", checkpoint_steps=20,
         ),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
@@ -117,7 +118,7 @@ PROFILES: dict[str, Profile] = {
         eval_batch_size=64,
         sft=SFTSettings(
             n_demonstrations=20000, epochs=1.0, learning_rate=1e-5, batch_size=8, grad_accum=4,
-            dataset="HuggingFaceH4/no_robots",
+            dataset="HuggingFaceH4/no_robots", checkpoint_steps=100,
         ),
         description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
     ),

@@ -30,6 +30,7 @@ class SFTResult:
     log_history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     world_size: int = 1  # data-parallel processes that trained together
+    resumed_from: str | None = None  # the checkpoint an interrupted run continued from
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -109,9 +110,18 @@ def sft_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress
             max_length=profile.max_prompt_tokens + profile.max_new_tokens,
             completion_only_loss=True, packing=False,
             bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
-            use_cpu=not on_gpu, logging_steps=5, save_strategy="no", report_to=[],
+            use_cpu=not on_gpu, logging_steps=5, report_to=[],
+            save_strategy="steps" if s.checkpoint_steps else "no", save_steps=s.checkpoint_steps or 500,
+            save_total_limit=2,
             disable_tqdm=not progress, dataloader_num_workers=0,
         )
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-*`` folder under ``output_dir``, if a run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
 def train_sft(
@@ -142,7 +152,8 @@ def train_sft(
     if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
         from transformers.trainer_callback import PrinterCallback
         trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    resume = last_checkpoint(output_dir)
+    trainer.train(resume_from_checkpoint=resume)
     tuned = trainer.model
     if profile.lora:
         tuned = tuned.merge_and_unload()
@@ -150,6 +161,7 @@ def train_sft(
     if trainer.is_world_process_zero():
         tuned.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
         tokenizer.save_pretrained(Path(output_dir) / "final")
-    return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start, trainer.args.world_size)
+    return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start, trainer.args.world_size,
+                     resume)
 
 

@@ -156,3 +156,33 @@ def test_hub_chat_records_become_demonstrations_with_row_errors():
         chat_rows([records[0], {"messages": [{"role": "user", "content": "Hi"}]}], source="no_robots")
     with pytest.raises(ValueError, match="row 0: field 'messages' should be a list"):
         chat_rows([{"messages": "Hi"}], source="no_robots")
+
+
+def test_interrupted_sft_resumes_from_its_last_checkpoint(tmp_path):
+    """A run that dies after a checkpoint, started again, ends where an uninterrupted run ends."""
+    import shutil
+
+    import torch
+
+    from rlhf_course.sft import last_checkpoint, train_sft
+
+    profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=64", "sft.epochs=2",
+                                                    "sft.checkpoint_steps=2"])
+    rows = toy_demonstrations(profile)
+
+    def run(out):
+        model, tokenizer = models.load_model(profile, progress=False)
+        return train_sft(model, tokenizer, rows, profile, output_dir=out, progress=False)
+
+    uninterrupted = run(tmp_path / "a")
+    assert uninterrupted.resumed_from is None
+    interrupted = tmp_path / "b"
+    run(interrupted)
+    shutil.rmtree(interrupted / "checkpoint-4")  # the session died after the checkpoint at step 2
+    shutil.rmtree(interrupted / "final")
+    assert last_checkpoint(interrupted).endswith("checkpoint-2")
+    again = run(interrupted)
+    assert again.resumed_from is not None and again.resumed_from.endswith("checkpoint-2")
+    uninterrupted, resumed = uninterrupted.model, again.model
+    for (name, a), b in zip(uninterrupted.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5, msg=name)
