@@ -73,10 +73,11 @@ def parse_stages(text: str | list[str] | None) -> list[str]:
     return [s for s in STAGES if s in asked or s == "base"]
 
 
-def measure(policy, reference, tokenizer, prompts, profile: Profile, seed: int,
+def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile, seed: int,
             others: dict[str, PolicySamples]) -> tuple[dict, PolicySamples]:
-    """Gold reward, win rates and KL of ``policy`` on the test prompts."""
+    """Gold reward, win rates and KL of the ``stage``'s policy on the test prompts."""
     samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
+    others = {**others, stage: samples}  # a policy against itself: 0.5 by definition
     entry = {"gold_reward": samples.mean, "gold_reward_stderr": samples.stderr}
     for name in ("base", "sft"):
         entry[f"win_rate_vs_{name}"] = win_rate(samples.rewards, others[name].rewards) if name in others else None
@@ -106,8 +107,7 @@ def run_pipeline(
     start = time.perf_counter()
     base, tokenizer = load_model(profile, progress=progress)
     samples: dict[str, PolicySamples] = {}
-    entry, samples["base"] = measure(base, None, tokenizer, prompts, profile, seed, samples)
-    entry["win_rate_vs_base"] = 0.5
+    entry, samples["base"] = measure("base", base, None, tokenizer, prompts, profile, seed, samples)
     results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start}
 
     if "sft" in stages:
@@ -115,11 +115,12 @@ def run_pipeline(
         reference = copy.deepcopy(base)
         result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
                            output_dir=out / "sft", seed=seed, progress=progress)
-        entry, samples["sft"] = measure(result.model, reference, tokenizer, prompts, profile, seed, samples)
+        entry, samples["sft"] = measure("sft", result.model, reference, tokenizer, prompts, profile, seed, samples)
         entry["train_world_size"] = result.world_size
         entry["first_loss"] = result.losses[0][1] if result.losses else None
         entry["final_loss"] = result.losses[-1][1] if result.losses else None
         results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}
+        results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
 
     if rank() == 0:
         write_results(results, out)
