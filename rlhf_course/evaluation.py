@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .profiles import Profile
@@ -31,6 +30,7 @@ class PolicySamples:
 
     @property
     def mean(self) -> float:
+        """Mean gold reward over the prompts."""
         return float(self.rewards.mean())
 
     @property
@@ -57,11 +57,6 @@ def sample_policy(
                          temperature=temperature, batch_size=profile.eval_batch_size, seed=seed)
     rewards = np.array([gold_reward(p, r) for p, r in zip(prompts, responses)])
     return PolicySamples(prompts, responses, rewards)
-
-
-def gold_reward_stats(samples: PolicySamples) -> tuple[float, float]:
-    """Mean gold reward and its standard error."""
-    return samples.mean, samples.stderr
 
 
 def win_rate(rewards_a: np.ndarray | list[float], rewards_b: np.ndarray | list[float]) -> float:
@@ -104,8 +99,3 @@ def samples_table(prompts: list[Prompt], columns: dict[str, PolicySamples], n: i
             row[name] = f"{samples.responses[i]}  [{samples.rewards[i]:.2f}]"
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def to_float(value: float | torch.Tensor) -> float:
-    """A plain float, for JSON results."""
-    return float(value.item() if isinstance(value, torch.Tensor) else value)
