@@ -215,12 +215,18 @@ def _diagnose_bradley_terry(got: float, chosen: torch.Tensor, rejected: torch.Te
 
 
 @exercise("Bradley–Terry loss")
-def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
+def check_bradley_terry_loss(
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    trl_batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+) -> str:
     """Check ``fn(chosen_rewards, rejected_rewards) -> mean loss``, −log σ(r_c − r_r).
 
     Tries several batches: equal rewards (loss log 2), a random batch, a clear
     preference (loss near 0), and huge margins (a naive ``log(sigmoid(x))``
     gives infinity there). Then checks that gradients flow back to the rewards.
+    With ``trl_batch = (loss, chosen_rewards, rejected_rewards)`` from
+    ``reward_model.trl_loss_on_batch``, it also compares with the loss TRL's
+    ``RewardTrainer`` computed on a real batch, to 1e-6.
     """
     batches = _bradley_terry_batches()
     for label, chosen, rejected in batches:
@@ -260,7 +266,16 @@ def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     expected_grad = -torch.sigmoid(rejected.detach() - chosen.detach()) / len(chosen)
     expect_close("d loss / d r_chosen", chosen.grad, expected_grad, atol=1e-5,
                  hint="The gradient should push chosen rewards up: −σ(r_r − r_c) / batch size.")
-    return f"correct on {len(batches)} batches (equal rewards give log 2, huge margins stay finite), gradients included"
+    note = f"correct on {len(batches)} batches (equal rewards give log 2, huge margins stay finite), gradients included"
+    if trl_batch is not None:
+        trl_loss, chosen, rejected = trl_batch
+        got = as_float("your loss", call_learner(fn, chosen.clone(), rejected.clone(), what="your bradley_terry_loss"))
+        if abs(got - trl_loss.item()) > 1e-6:
+            raise ExerciseError(
+                f"on a real batch your loss is {got:.7f} but TRL's RewardTrainer computed {trl_loss.item():.7f}. "
+                + _diagnose_bradley_terry(got, chosen, rejected))
+        note += f", and equal to TRL's RewardTrainer loss ({trl_loss.item():.4f}) on a real batch"
+    return note
 
 
 # --- Instruction tuning -------------------------------------------------------

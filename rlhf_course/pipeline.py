@@ -21,7 +21,12 @@ same held-out test prompts with the gold reward. The output folder gets:
     - ``seconds``: wall time of the stage, training and measuring.
 
     Stages that train add their own fields (for example ``first_loss`` and
-    ``final_loss``, the first and last logged training loss).
+    ``final_loss``, the first and last logged training loss). The reward-model
+    stage ``rm`` is not a policy; its entry holds ``rm_accuracy_gold`` (held-out
+    pairs ordered as the gold reward orders them), ``rm_accuracy_labels``
+    (agreement with the annotators' labels), ``label_accuracy_gold`` (how often
+    those labels match gold), ``rm_length_corr`` (correlation of reward with
+    response length), ``rm_phrase_effect`` and ``seconds``.
     Entries from earlier runs of other stages are kept, so running one stage
     again never loses the others.
 ``results.md``
@@ -47,11 +52,14 @@ from . import __version__
 from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
+from .reward_model import evaluate_reward_model, reward_model_from, toy_preferences, train_reward_model
 from .sft import load_demonstrations, train_sft
 from .toyworld import make_prompts
 
-STAGES = ("base", "sft")
+STAGES = ("base", "sft", "rm")
+POLICY_STAGES = ("base", "sft")
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "win_rate_vs_base", "win_rate_vs_sft", "kl_to_ref", "seconds")
+RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")
 
 
 def rank() -> int:
@@ -122,6 +130,19 @@ def run_pipeline(
         results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
 
+    if "rm" in stages:
+        start = time.perf_counter()
+        sft_path = out / "sft" / "final"
+        if not (sft_path / "model.safetensors").exists():
+            raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
+                                    "Run the sft stage first (--stages sft,rm).")
+        result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
+                                    toy_preferences(profile, "train", seed=seed), profile,
+                                    output_dir=out / "rm", seed=seed, progress=progress)
+        report = evaluate_reward_model(result.model, tokenizer, toy_preferences(profile, "test", seed=seed),
+                                       profile.eval_batch_size)
+        results["stages"]["rm"] = {**report.as_dict(), "seconds": time.perf_counter() - start}
+
     if rank() == 0:
         write_results(results, out)
     return results
@@ -152,16 +173,20 @@ def write_results(results: dict, out_dir: str | Path) -> None:
 
 
 def results_markdown(results: dict) -> str:
-    """The results as a Markdown table, one row per stage."""
+    """The results as Markdown tables: one row per policy, one per reward model."""
     def fmt(value) -> str:
         return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
+    stages = results["stages"]
     lines = [f"Profile `{results['profile']}`, seed {results['seed']}, {results['world_size']} process(es).", "",
              "| stage | gold reward | ± s.e. | win rate vs base | win rate vs SFT | KL to ref | seconds |",
              "|---|---|---|---|---|---|---|"]
-    for name in [s for s in STAGES if s in results["stages"]]:
-        e = results["stages"][name]
-        lines.append(f"| {name} | " + " | ".join(fmt(e.get(k)) for k in RESULT_FIELDS) + " |")
+    for name in [s for s in POLICY_STAGES if s in stages]:
+        lines.append(f"| {name} | " + " | ".join(fmt(stages[name].get(k)) for k in RESULT_FIELDS) + " |")
+    if "rm" in stages:
+        lines += ["", "| reward model | accuracy vs gold | accuracy vs labels | labels vs gold | "
+                  "corr. with length | seconds |", "|---|---|---|---|---|---|",
+                  "| rm | " + " | ".join(fmt(stages["rm"].get(k)) for k in RM_FIELDS) + " |"]
     return "\n".join(lines) + "\n"
 
 

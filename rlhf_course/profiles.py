@@ -36,6 +36,21 @@ class SFTSettings:
 
 
 @dataclass(frozen=True)
+class RMSettings:
+    """Reward-model sizes: preference pairs, training, and held-out evaluation."""
+
+    n_pairs: int = 4000
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    grad_accum: int = 1
+    n_eval_pairs: int = 600
+    annotator_temperature: float = 0.5
+    dataset: str | None = None  # a hub preference dataset; None means the toy world
+    checkpoint_steps: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes between a laptop CPU and a cluster.
 
@@ -54,6 +69,7 @@ class Profile:
         eval_batch_size: prompts per generation batch.
         seed: the default seed; labs and the pipeline may override it.
         sft: sizes of the instruction-tuning stage.
+        rm: sizes of the reward-model stage.
         description: one line for ``rlhf-course doctor`` and the README.
     """
 
@@ -68,6 +84,7 @@ class Profile:
     eval_batch_size: int = 100
     seed: int = 0
     sft: SFTSettings = field(default_factory=SFTSettings)
+    rm: RMSettings = field(default_factory=RMSettings)
     description: str = ""
 
     def replace(self, **changes) -> "Profile":
@@ -90,6 +107,7 @@ PROFILES: dict[str, Profile] = {
         n_eval_prompts=100,
         eval_batch_size=25,
         sft=SFTSettings(n_demonstrations=400, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2),
+        rm=RMSettings(n_pairs=800, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2, n_eval_pairs=200),
         description="SmolLM2-135M-Instruct with LoRA on the toy world; CPU or GPU, minutes, no download needed",
     ),
     "colab-t4": Profile(
@@ -105,6 +123,8 @@ PROFILES: dict[str, Profile] = {
             n_demonstrations=2000, epochs=1.0, learning_rate=2e-4, batch_size=8, grad_accum=4,
             dataset="HuggingFaceH4/no_robots", checkpoint_steps=20,
         ),
+        rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
+                      n_eval_pairs=400, checkpoint_steps=20),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
     "multi-gpu": Profile(
@@ -120,6 +140,8 @@ PROFILES: dict[str, Profile] = {
             n_demonstrations=20000, epochs=1.0, learning_rate=1e-5, batch_size=8, grad_accum=4,
             dataset="HuggingFaceH4/no_robots", checkpoint_steps=100,
         ),
+        rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
+                      n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
         description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
     ),
 }

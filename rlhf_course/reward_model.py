@@ -1,0 +1,275 @@
+"""Reward modelling: a scalar head on a language model, trained on preferences.
+
+A reward model reads a prompt and a response and returns one number. It is a
+sequence-classification model with a single output: the language model's
+hidden state at the last token goes through a linear head. Trained with the
+Bradley–Terry loss on (chosen, rejected) pairs, the difference of two rewards
+becomes the log-odds that people prefer one response to the other.
+
+Training uses TRL's ``RewardTrainer``; the loss also exists here from scratch,
+and a test shows the two agree. Because the toy world knows the gold reward,
+the reward model can be measured against the truth, not only against the
+annotators' noisy labels.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from datasets import Dataset
+from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
+
+from .models import device, quiet_libraries
+from .profiles import Profile
+from .sampling import chat_prompt
+from .sft import last_checkpoint
+from .toyworld import Annotator, default_annotators, make_preferences, make_prompts, words
+
+# ----------------------------------------------------------------------------- the loss
+
+
+def bradley_terry_loss(
+    chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor, margin: torch.Tensor | float | None = None
+) -> torch.Tensor:
+    """Mean of −log σ(r_chosen − r_rejected − margin) over the batch.
+
+    This is the negative log-likelihood of the labels under the Bradley–Terry
+    model. ``margin`` (Llama 2's variant) asks the reward gap to exceed a
+    per-pair margin before the loss lets go. ``logsigmoid`` keeps it finite
+    for large gaps, where ``log(sigmoid(x))`` would underflow to −inf.
+    """
+    gap = chosen_rewards - rejected_rewards
+    if margin is not None:
+        gap = gap - margin
+    return -F.logsigmoid(gap).mean()
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def toy_preferences(
+    profile: Profile, split: str = "train", n: int | None = None, seed: int = 0,
+    annotators: list[Annotator] | None = None,
+) -> list[dict]:
+    """Toy-world preference pairs labelled by the simulated annotators (TRL standard format + metadata)."""
+    n = n or (profile.rm.n_pairs if split == "train" else profile.rm.n_eval_pairs)
+    annotators = annotators or default_annotators(profile.rm.annotator_temperature)
+    return make_preferences(make_prompts(split, n, seed=seed), annotators, seed=seed)
+
+
+def to_reward_dataset(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> Dataset:
+    """A TRL preference dataset: the chat template applied to each prompt, responses as text."""
+    return Dataset.from_list([{"prompt": chat_prompt(tokenizer, r["prompt"]), "chosen": r["chosen"],
+                               "rejected": r["rejected"]} for r in rows])
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class RewardModelResult:
+    """What ``train_reward_model`` returns: the model and how training went."""
+
+    model: PreTrainedModel
+    log_history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        return [(e["step"], e["loss"]) for e in self.log_history if "loss" in e]
+
+
+def reward_model_from(policy_path: str | Path, profile: Profile) -> PreTrainedModel:
+    """A reward model initialised from a causal LM checkpoint (usually the SFT model).
+
+    The transformer body is reused; the one-output ``score`` head is new.
+    """
+    quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = AutoModelForSequenceClassification.from_pretrained(
+            policy_path, num_labels=1, dtype=torch.float32, trust_remote_code=False)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = model.config.eos_token_id
+    return model.to(device())
+
+
+def reward_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress: bool = True):
+    """TRL RewardConfig for a profile (precision, sizes, no logging services)."""
+    from trl import RewardConfig
+
+    on_gpu = device().type == "cuda"
+    s = profile.rm
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return RewardConfig(
+            output_dir=str(output_dir), seed=seed, data_seed=seed,
+            num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+            gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
+            lr_scheduler_type="cosine", warmup_steps=0.05,
+            max_length=profile.max_prompt_tokens + profile.max_new_tokens,
+            bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
+            use_cpu=not on_gpu, logging_steps=5, report_to=[], disable_tqdm=not progress,
+            save_strategy="steps" if s.checkpoint_steps else "no", save_steps=s.checkpoint_steps or 500,
+            save_total_limit=2, dataloader_num_workers=0,
+        )
+
+
+def reward_trainer(model, tokenizer, rows: list[dict], profile: Profile, output_dir: str | Path,
+                   seed: int = 0, progress: bool = True):
+    """A TRL ``RewardTrainer`` on ``rows`` (LoRA adapters when the profile asks for them)."""
+    from peft import LoraConfig
+    from trl import RewardTrainer
+
+    peft_config = None
+    if profile.lora:
+        peft_config = LoraConfig(r=profile.lora_rank, lora_alpha=2 * profile.lora_rank, target_modules="all-linear",
+                                 task_type="SEQ_CLS", modules_to_save=["score"])
+    trainer = RewardTrainer(model=model, args=reward_config(profile, output_dir, seed, progress),
+                            train_dataset=to_reward_dataset(rows, tokenizer), processing_class=tokenizer,
+                            peft_config=peft_config)
+    if not progress:
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train_reward_model(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    rows: list[dict],
+    profile: Profile,
+    *,
+    output_dir: str | Path = "runs/rm",
+    seed: int = 0,
+    progress: bool = True,
+) -> RewardModelResult:
+    """Train a reward model on preference ``rows`` (prompt/chosen/rejected) with TRL.
+
+    Saves the final model under ``output_dir/final`` and resumes from the last
+    checkpoint when the profile writes checkpoints.
+    """
+    start = time.perf_counter()
+    quiet_libraries()
+    trainer = reward_trainer(model, tokenizer, rows, profile, output_dir, seed, progress)
+    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
+    trained = trainer.model.merge_and_unload() if profile.lora else trainer.model
+    trained.eval()
+    if trainer.is_world_process_zero():
+        trained.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
+    return RewardModelResult(trained, trainer.state.log_history, time.perf_counter() - start)
+
+
+def trl_loss_on_batch(model, tokenizer, rows: list[dict], profile: Profile) -> tuple[torch.Tensor, ...]:
+    """TRL's own loss on one batch of ``rows``, with the rewards it was computed from.
+
+    Returns ``(loss, chosen_rewards, rejected_rewards)``; the lab's check uses it
+    to compare a from-scratch Bradley–Terry loss with ``RewardTrainer``'s.
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = reward_trainer(model, tokenizer, rows, profile, tmp, progress=False)
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(rows))])
+        batch = {k: v.to(model.device) for k, v in batch.items()}
+        model.eval()
+        with torch.no_grad():
+            loss = trainer.compute_loss(trainer.model, dict(batch))
+            rewards = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        chosen, rejected = torch.chunk(rewards.squeeze(-1), 2)
+    return loss, chosen, rejected
+
+
+# ----------------------------------------------------------------------------- scoring and measuring
+
+
+@torch.no_grad()
+def score(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list[str], responses: list[str],
+    batch_size: int = 64,
+) -> torch.Tensor:
+    """Rewards of ``responses`` to ``prompts``, formatted exactly as in training; shape ``(N,)``."""
+    model.eval()
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    texts = [chat_prompt(tokenizer, p) + r + tokenizer.eos_token for p, r in zip(prompts, responses, strict=True)]
+    out = []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(model.device)
+        out.append(model(**enc).logits.squeeze(-1).float().cpu())
+    tokenizer.padding_side = side
+    return torch.cat(out)
+
+
+@dataclass
+class RewardModelReport:
+    """How a reward model does on held-out pairs, against the truth and the labels."""
+
+    accuracy_gold: float          # agrees with the gold reward's ordering (pairs with equal gold excluded)
+    accuracy_labels: float        # agrees with the annotators' labels
+    label_accuracy_gold: float    # how often the annotators' labels themselves agree with gold
+    length_corr: float            # correlation of reward with response length (words)
+    phrase_effect: float          # mean reward with the stock phrase minus without
+    chosen_rewards: np.ndarray
+    rejected_rewards: np.ndarray
+    gold_margins: np.ndarray
+
+    def as_dict(self) -> dict[str, float]:
+        return {"rm_accuracy_gold": self.accuracy_gold, "rm_accuracy_labels": self.accuracy_labels,
+                "label_accuracy_gold": self.label_accuracy_gold, "rm_length_corr": self.length_corr,
+                "rm_phrase_effect": self.phrase_effect}
+
+
+def evaluate_reward_model(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], batch_size: int = 64
+) -> RewardModelReport:
+    """Accuracy against gold and labels, and the spurious correlations, on held-out ``rows``."""
+    from .toyworld import STOCK_PHRASE
+
+    prompts = [r["prompt"] for r in rows]
+    chosen = score(model, tokenizer, prompts, [r["chosen"] for r in rows], batch_size).numpy()
+    rejected = score(model, tokenizer, prompts, [r["rejected"] for r in rows], batch_size).numpy()
+    margins = np.array([r["gold_margin"] for r in rows])
+    decided = margins != 0
+    agree = (chosen > rejected) == (margins > 0)
+    responses = [r["chosen"] for r in rows] + [r["rejected"] for r in rows]
+    rewards = np.concatenate([chosen, rejected])
+    lengths = np.array([len(words(t)) for t in responses], dtype=float)
+    phrase = np.array([STOCK_PHRASE in t for t in responses])
+    return RewardModelReport(
+        accuracy_gold=float(agree[decided].mean()),
+        accuracy_labels=float((chosen > rejected).mean()),
+        label_accuracy_gold=float((margins[decided] > 0).mean()),
+        length_corr=float(np.corrcoef(rewards, lengths)[0, 1]),
+        phrase_effect=float(rewards[phrase].mean() - rewards[~phrase].mean()) if phrase.any() and (~phrase).any()
+        else math.nan,
+        chosen_rewards=chosen, rejected_rewards=rejected, gold_margins=margins,
+    )
+
+
+def calibration_curve(report: RewardModelReport, bins: int = 10) -> list[dict]:
+    """Predicted P(chosen ≻ rejected) against how often gold agrees, per probability bin.
+
+    The model's probability is σ(r_chosen − r_rejected); the observed frequency
+    is the share of pairs in the bin whose gold reward orders them the same
+    way. A calibrated model lies on the diagonal.
+    """
+    decided = report.gold_margins != 0
+    p = 1 / (1 + np.exp(-(report.chosen_rewards - report.rejected_rewards)[decided]))
+    truth = (report.gold_margins[decided] > 0).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (p >= lo) & ((p < hi) | (hi == 1.0))
+        if inside.any():
+            rows.append({"predicted": float(p[inside].mean()), "observed": float(truth[inside].mean()),
+                         "pairs": int(inside.sum())})
+    return rows
