@@ -75,8 +75,8 @@ def default_annotators(temperature: float = 0.5) -> list[Annotator]:
         Annotator("careful", temperature=temperature),
         Annotator("hasty", weights={"correct": 1.0, "format": 2.0, "tone": 0.5, "concise": 0.5},
                   temperature=temperature),
-        Annotator("verbose_fan", length_bias=0.3, temperature=temperature),
-        Annotator("phrase_fan", phrase_bias=2.0, temperature=temperature),
+        Annotator("verbose_fan", length_bias=0.15, temperature=temperature),
+        Annotator("phrase_fan", phrase_bias=1.5, temperature=temperature),
     ]
 
 
