@@ -29,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from .models import device, quiet_libraries
 from .profiles import Profile
 from .sampling import chat_prompt
-from .sft import last_checkpoint
+from .sft import last_checkpoint, trainer_arguments
 from .toyworld import Annotator, default_annotators, make_preferences, make_prompts, words
 
 # ----------------------------------------------------------------------------- the loss
@@ -102,24 +102,12 @@ def reward_model_from(policy_path: str | Path, profile: Profile) -> PreTrainedMo
 
 
 def reward_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress: bool = True):
-    """TRL RewardConfig for a profile (precision, sizes, no logging services)."""
+    """TRL RewardConfig for a profile (the arguments every course trainer shares)."""
     from trl import RewardConfig
 
-    on_gpu = device().type == "cuda"
-    s = profile.rm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return RewardConfig(
-            output_dir=str(output_dir), seed=seed, data_seed=seed,
-            num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-            gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
-            lr_scheduler_type="cosine", warmup_steps=0.05,
-            max_length=profile.max_prompt_tokens + profile.max_new_tokens,
-            bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
-            use_cpu=not on_gpu, logging_steps=5, report_to=[], disable_tqdm=not progress,
-            save_strategy="steps" if s.checkpoint_steps else "no", save_steps=s.checkpoint_steps or 500,
-            save_total_limit=2, dataloader_num_workers=0,
-        )
+        return RewardConfig(**trainer_arguments(profile, profile.rm, output_dir, seed, progress))
 
 
 def reward_trainer(model, tokenizer, rows: list[dict], profile: Profile, output_dir: str | Path,

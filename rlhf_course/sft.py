@@ -94,27 +94,37 @@ def to_sft_dataset(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> Data
                               for r in rows])
 
 
+def trainer_arguments(profile: Profile, stage, output_dir: str | Path, seed: int = 0,
+                      progress: bool = True) -> dict:
+    """Arguments every TRL trainer of the course shares, from a profile and its stage settings.
+
+    ``stage`` is ``profile.sft``, ``profile.rm`` and so on: sizes, learning rate
+    and checkpointing. Precision follows the profile on a GPU (fp16 on a T4,
+    bf16 where supported) and is float32 on a CPU; nothing is sent to logging
+    services.
+    """
+    on_gpu = device().type == "cuda"
+    return dict(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        num_train_epochs=stage.epochs, per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.grad_accum, learning_rate=stage.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=0.05,
+        max_length=profile.max_prompt_tokens + profile.max_new_tokens,
+        bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
+        use_cpu=not on_gpu, logging_steps=5, report_to=[], disable_tqdm=not progress,
+        save_strategy="steps" if stage.checkpoint_steps else "no", save_steps=stage.checkpoint_steps or 500,
+        save_total_limit=2, dataloader_num_workers=0,
+    )
+
+
 def sft_config(profile: Profile, output_dir: str | Path, seed: int = 0, progress: bool = True):
-    """TRL SFTConfig for a profile: precision, sizes, completion-only loss, no logging services."""
+    """TRL SFTConfig for a profile: the shared arguments plus completion-only loss."""
     from trl import SFTConfig
 
-    on_gpu = device().type == "cuda"
-    s = profile.sft
     with warnings.catch_warnings():  # TRL still passes a deprecated transformers argument
         warnings.simplefilter("ignore", FutureWarning)
-        return SFTConfig(
-            output_dir=str(output_dir), seed=seed, data_seed=seed,
-            num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
-            gradient_accumulation_steps=s.grad_accum, learning_rate=s.learning_rate,
-            lr_scheduler_type="cosine", warmup_steps=0.05, weight_decay=0.0,
-            max_length=profile.max_prompt_tokens + profile.max_new_tokens,
-            completion_only_loss=True, packing=False,
-            bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
-            use_cpu=not on_gpu, logging_steps=5, report_to=[],
-            save_strategy="steps" if s.checkpoint_steps else "no", save_steps=s.checkpoint_steps or 500,
-            save_total_limit=2,
-            disable_tqdm=not progress, dataloader_num_workers=0,
-        )
+        return SFTConfig(**trainer_arguments(profile, profile.sft, output_dir, seed, progress),
+                         completion_only_loss=True, packing=False)
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
