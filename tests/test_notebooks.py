@@ -26,6 +26,8 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it.
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.7), "gold_drop_from_flawed_demos": (">=", 0.5)},
+    # Noisier annotators agree less with gold; the length-loving annotator picks longer answers more often.
+    "preference_data": {"noise_drop": (">=", 0.15), "length_bias_gap": (">=", 0.1)},
 }
 
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

@@ -196,3 +196,26 @@ def test_rude_prefixes_are_all_detected():
     p = _prompt("arithmetic", a=3, b=4, op="plus")
     for prefix in RUDE_PREFIXES:
         assert tw.gold_attributes(p, f"{prefix} 7")["tone"] == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noise_and_length_bias_are_visible_for_two_seeds(seed):
+    """What the Preference Data lab records: noisier labels agree less with gold, and
+    the length-loving annotator picks the longer response more often than the careful one."""
+    prompts = tw.make_prompts("train", 1500, seed=seed)
+
+    def accuracy(temperature):
+        rows = [r for r in tw.make_preferences(prompts, tw.default_annotators(temperature), seed=seed)
+                if r["gold_margin"] != 0]
+        return sum(r["gold_margin"] > 0 for r in rows) / len(rows)
+
+    assert accuracy(0.0) - accuracy(4.0) >= 0.15
+
+    def prefers_longer(annotator):
+        rows = [r for r in tw.make_preferences(prompts, [annotator], seed=seed)
+                if len(tw.words(r["chosen"])) != len(tw.words(r["rejected"]))]
+        return sum(len(tw.words(r["chosen"])) > len(tw.words(r["rejected"])) for r in rows) / len(rows)
+
+    careful, verbose = tw.default_annotators(0.5)[0], tw.default_annotators(0.5)[2]
+    assert verbose.name == "verbose_fan"
+    assert prefers_longer(verbose) - prefers_longer(careful) >= 0.1
