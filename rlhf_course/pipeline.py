@@ -97,6 +97,35 @@ def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile,
     return entry, samples
 
 
+def sft_stage(base, tokenizer, prompts, profile: Profile, seed: int, out: Path,
+              samples: dict[str, PolicySamples], progress: bool) -> dict:
+    """Instruction-tune ``base`` (in place) and measure it; adds the SFT samples to ``samples``."""
+    start = time.perf_counter()
+    reference = copy.deepcopy(base)
+    result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
+                       output_dir=out / "sft", seed=seed, progress=progress)
+    entry, samples["sft"] = measure("sft", result.model, reference, tokenizer, prompts, profile, seed, samples)
+    entry["train_world_size"] = result.world_size
+    entry["first_loss"] = result.losses[0][1] if result.losses else None
+    entry["final_loss"] = result.losses[-1][1] if result.losses else None
+    return {**entry, "seconds": time.perf_counter() - start}
+
+
+def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) -> dict:
+    """Train a reward model from the saved SFT model and measure it against gold on test pairs."""
+    start = time.perf_counter()
+    sft_path = out / "sft" / "final"
+    if not (sft_path / "model.safetensors").exists():
+        raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
+                                "Run the sft stage first (--stages sft,rm).")
+    result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
+                                toy_preferences(profile, "train", seed=seed), profile,
+                                output_dir=out / "rm", seed=seed, progress=progress)
+    report = evaluate_reward_model(result.model, tokenizer, toy_preferences(profile, "test", seed=seed),
+                                   profile.eval_batch_size)
+    return {**report.as_dict(), "seconds": time.perf_counter() - start}
+
+
 def run_pipeline(
     profile: Profile | str = "tiny",
     out_dir: str | Path = "runs/tiny",
@@ -122,29 +151,10 @@ def run_pipeline(
     results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start}
 
     if "sft" in stages:
-        start = time.perf_counter()
-        reference = copy.deepcopy(base)
-        result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
-                           output_dir=out / "sft", seed=seed, progress=progress)
-        entry, samples["sft"] = measure("sft", result.model, reference, tokenizer, prompts, profile, seed, samples)
-        entry["train_world_size"] = result.world_size
-        entry["first_loss"] = result.losses[0][1] if result.losses else None
-        entry["final_loss"] = result.losses[-1][1] if result.losses else None
-        results["stages"]["sft"] = {**entry, "seconds": time.perf_counter() - start}
+        results["stages"]["sft"] = sft_stage(base, tokenizer, prompts, profile, seed, out, samples, progress)
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
-
     if "rm" in stages:
-        start = time.perf_counter()
-        sft_path = out / "sft" / "final"
-        if not (sft_path / "model.safetensors").exists():
-            raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
-                                    "Run the sft stage first (--stages sft,rm).")
-        result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
-                                    toy_preferences(profile, "train", seed=seed), profile,
-                                    output_dir=out / "rm", seed=seed, progress=progress)
-        report = evaluate_reward_model(result.model, tokenizer, toy_preferences(profile, "test", seed=seed),
-                                       profile.eval_batch_size)
-        results["stages"]["rm"] = {**report.as_dict(), "seconds": time.perf_counter() - start}
+        results["stages"]["rm"] = rm_stage(tokenizer, profile, seed, out, progress)
 
     if rank() == 0:
         write_results(results, out)
