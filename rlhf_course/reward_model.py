@@ -29,7 +29,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel, Pr
 from .models import device, quiet_libraries
 from .profiles import Profile
 from .sampling import chat_prompt
-from .sft import last_checkpoint, trainer_arguments
+from .sft import fit, trainer_arguments
 from .toyworld import Annotator, default_annotators, make_preferences, make_prompts, words
 
 # ----------------------------------------------------------------------------- the loss
@@ -120,13 +120,9 @@ def reward_trainer(model, tokenizer, rows: list[dict], profile: Profile, output_
     if profile.lora:
         peft_config = LoraConfig(r=profile.lora_rank, lora_alpha=2 * profile.lora_rank, target_modules="all-linear",
                                  task_type="SEQ_CLS", modules_to_save=["score"])
-    trainer = RewardTrainer(model=model, args=reward_config(profile, output_dir, seed, progress),
-                            train_dataset=to_reward_dataset(rows, tokenizer), processing_class=tokenizer,
-                            peft_config=peft_config)
-    if not progress:
-        from transformers.trainer_callback import PrinterCallback
-        trainer.remove_callback(PrinterCallback)
-    return trainer
+    return RewardTrainer(model=model, args=reward_config(profile, output_dir, seed, progress),
+                         train_dataset=to_reward_dataset(rows, tokenizer), processing_class=tokenizer,
+                         peft_config=peft_config)
 
 
 def train_reward_model(
@@ -147,12 +143,7 @@ def train_reward_model(
     start = time.perf_counter()
     quiet_libraries()
     trainer = reward_trainer(model, tokenizer, rows, profile, output_dir, seed, progress)
-    trainer.train(resume_from_checkpoint=last_checkpoint(output_dir))
-    trained = trainer.model.merge_and_unload() if profile.lora else trainer.model
-    trained.eval()
-    if trainer.is_world_process_zero():
-        trained.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
-        tokenizer.save_pretrained(Path(output_dir) / "final")
+    trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
     return RewardModelResult(trained, trainer.state.log_history, time.perf_counter() - start)
 
 

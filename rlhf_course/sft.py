@@ -134,6 +134,28 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
+def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lora: bool,
+        progress: bool = True) -> tuple[PreTrainedModel, str | None]:
+    """Run a TRL trainer the way every stage of the course does.
+
+    Resumes from the last checkpoint under ``output_dir`` if an interrupted run
+    left one, merges LoRA adapters back so the next stage gets a plain model,
+    and saves the result under ``output_dir/final`` as safetensors (rank 0
+    only). Returns the trained model and the checkpoint it resumed from.
+    """
+    if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+    resume = last_checkpoint(output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    trained = trainer.model.merge_and_unload() if lora else trainer.model
+    trained.eval()
+    if trainer.is_world_process_zero():
+        trained.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
+    return trained, resume
+
+
 def train_sft(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -159,18 +181,7 @@ def train_sft(
         train_dataset=to_sft_dataset(rows, tokenizer), processing_class=tokenizer,
         peft_config=lora_config(profile) if profile.lora else None,
     )
-    if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
-        from transformers.trainer_callback import PrinterCallback
-        trainer.remove_callback(PrinterCallback)
-    resume = last_checkpoint(output_dir)
-    trainer.train(resume_from_checkpoint=resume)
-    tuned = trainer.model
-    if profile.lora:
-        tuned = tuned.merge_and_unload()
-    tuned.eval()
-    if trainer.is_world_process_zero():
-        tuned.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
-        tokenizer.save_pretrained(Path(output_dir) / "final")
+    tuned, resume = fit(trainer, tokenizer, output_dir, profile.lora, progress)
     return SFTResult(tuned, trainer.state.log_history, time.perf_counter() - start, trainer.args.world_size,
                      resume)
 
