@@ -393,3 +393,38 @@ def check_label_accuracy(fn: Callable[[list[dict]], float]) -> str:
     expect_close("the accuracy of two flipped rows", got, 0.5, atol=1e-6,
                  hint="Compare gold_chosen with gold_rejected row by row.")
     return "correct on hand-made rows, gold ties left out"
+
+
+# --- Reward modelling ---------------------------------------------------------
+
+
+@exercise("Gain per doubling of the data")
+def check_gain_per_doubling(fn: Callable[[Sequence[int], Sequence[float]], float]) -> str:
+    """Check ``fn(counts, accuracies) -> accuracy gained per doubling of the pairs``.
+
+    The expected answer is the least-squares slope of accuracy against
+    log2(count): learning curves are close to straight lines on a log axis,
+    and the slope in log2 units reads as "points per doubling".
+    """
+    counts, accuracies = [250, 1000, 4000, 16000], [0.60, 0.66, 0.70, 0.76]
+    x = [math.log2(c) for c in counts]
+    mx, my = sum(x) / len(x), sum(accuracies) / len(accuracies)
+    slope = sum((a - mx) * (b - my) for a, b in zip(x, accuracies)) / sum((a - mx) ** 2 for a in x)
+    got = as_float("the gain per doubling", call_learner(fn, list(counts), list(accuracies),
+                                                         what="your gain_per_doubling"))
+    if _near(got, slope / math.log(2)) or _near(got, slope * math.log2(10)):
+        raise ExerciseError(f"your gain is {got:.4f}; expected {slope:.4f}. A doubling is one unit of log2(count): "
+                            "use math.log2 (or np.log2), not the natural or base-10 logarithm.")
+    endpoints = (accuracies[-1] - accuracies[0]) / (x[-1] - x[0])
+    if _near(got, endpoints) and not _near(endpoints, slope):
+        raise ExerciseError(f"your gain is {got:.4f}, the slope between the first and last points; expected "
+                            f"{slope:.4f}, the least-squares slope through all of them (np.polyfit(x, y, 1)[0]).")
+    if _near(got, 1 / slope, 1e-3):
+        raise ExerciseError("your answer is the inverse of the slope: regress accuracy on log2(count), not the reverse.")
+    if not _near(got, slope):
+        raise ExerciseError(f"on counts {counts} and accuracies {accuracies} your gain is {got:.4f}; expected "
+                            f"{slope:.4f}, the least-squares slope of accuracy against log2(count).")
+    flat = as_float("the gain per doubling", call_learner(fn, [100, 200, 400], [0.7, 0.7, 0.7],
+                                                          what="your gain_per_doubling"))
+    expect_close("the gain of a flat curve", flat, 0.0, atol=1e-9, hint="A flat learning curve gains nothing.")
+    return f"{slope:.4f} per doubling on a hand-made curve, least squares on log2(count)"

@@ -8,7 +8,7 @@ and imports nothing heavy except torch, so it answers in a second or two:
     RAM      23.4 GB
     GPU      none (CUDA not available); labs train in float32 on the CPU
     ...
-    profile  auto -> tiny: no CUDA GPU found; tiny runs every lab on a CPU in about a minute
+    profile  auto -> tiny: no CUDA GPU found; tiny runs every lab on a CPU in minutes
 """
 
 from __future__ import annotations

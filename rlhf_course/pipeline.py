@@ -57,9 +57,8 @@ from .sft import load_demonstrations, train_sft
 from .toyworld import make_prompts
 
 STAGES = ("base", "sft", "rm")
-# Run when --stages is not given. The reward model (rm) joins once it meets its
-# accuracy target on tiny; until then it runs only when asked for.
-DEFAULT_STAGES = ("base", "sft")
+# Run when --stages is not given: every stage built so far.
+DEFAULT_STAGES = STAGES
 POLICY_STAGES = ("base", "sft")
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "win_rate_vs_base", "win_rate_vs_sft", "kl_to_ref", "seconds")
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")

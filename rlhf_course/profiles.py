@@ -39,13 +39,14 @@ class SFTSettings:
 class RMSettings:
     """Reward-model sizes: preference pairs, training, and held-out evaluation."""
 
-    n_pairs: int = 4000
-    epochs: float = 2.0
-    learning_rate: float = 1e-3
+    n_pairs: int = 20000
+    epochs: float = 3.0
+    learning_rate: float = 5e-4
+    head_lr_multiplier: float = 10.0  # the new reward head learns this many times faster than the body
     batch_size: int = 32
     grad_accum: int = 1
-    n_eval_pairs: int = 600
-    annotator_temperature: float = 0.5
+    n_eval_pairs: int = 2000
+    annotator_temperature: float = 0.25
     dataset: str | None = None  # a hub preference dataset; None means the toy world
     checkpoint_steps: int = 0
 
@@ -96,7 +97,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         model="tiny",
-        description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, about a minute a lab",
+        description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, minutes a lab",
     ),
     "smol": Profile(
         name="smol",
@@ -188,7 +189,7 @@ def auto_profile_name() -> tuple[str, str]:
         if memory_gb >= 12:
             return "colab-t4", f"one CUDA GPU with {memory_gb:.0f} GB found"
         return "tiny", f"one CUDA GPU with only {memory_gb:.0f} GB found (colab-t4 needs >= 12 GB)"
-    return "tiny", "no CUDA GPU found; tiny runs every lab on a CPU in about a minute"
+    return "tiny", "no CUDA GPU found; tiny runs every lab on a CPU in minutes"
 
 
 def apply_overrides(profile: Profile, assignments: list[str] | tuple[str, ...]) -> Profile:

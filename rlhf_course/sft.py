@@ -186,3 +186,32 @@ def train_sft(
                      resume)
 
 
+
+
+def sft_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | None = None,
+                   progress: bool = True) -> Path:
+    """The folder of an SFT model for ``profile`` and ``seed``: trained once, then reused.
+
+    Every later stage (reward model, PPO, DPO, ...) starts from the SFT model.
+    A lab that needs one calls this: the first call trains it with
+    :func:`train_sft` under ``output_dir`` (default ``runs/<profile>-seed<seed>/sft``,
+    the layout of ``rlhf-course pipeline``), later calls find ``final/`` there
+    and return at once. A model trained with other settings is not reused: the
+    settings are written next to it and compared.
+    """
+    import json
+    from dataclasses import asdict
+
+    from .models import load_model
+
+    out = Path(output_dir or f"runs/{profile.name}-seed{seed}/sft")
+    final, stamp = out / "final", out / "final" / "course_settings.json"
+    settings = {"model": profile.model, "seed": seed, "sft": asdict(profile.sft), "lora": profile.lora}
+    if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return final
+    model, tokenizer = load_model(profile, progress=progress)
+    train_sft(model, tokenizer, load_demonstrations(profile, seed), profile, output_dir=out, seed=seed,
+              progress=progress)
+    if (final / "model.safetensors").exists():
+        stamp.write_text(json.dumps(settings, indent=1) + "\n")
+    return final

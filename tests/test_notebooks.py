@@ -28,6 +28,10 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.7), "gold_drop_from_flawed_demos": (">=", 0.5)},
     # Noisier annotators agree less with gold; the length-loving annotator picks longer answers more often.
     "preference_data": {"noise_drop": (">=", 0.15), "length_bias_gap": (">=", 0.1)},
+    # The reward model orders held-out pairs as gold does, learned the stock phrase that gold does not value,
+    # improves with more pairs; the outcome reward model separates right from wrong answers.
+    "reward_modeling": {"rm_accuracy_gold": (">=", 0.75), "rm_phrase_effect": (">=", 0.2),
+                        "gain_per_doubling": (">=", 0.005), "orm_auc": (">=", 0.8)},
 }
 
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
