@@ -428,3 +428,214 @@ def check_gain_per_doubling(fn: Callable[[Sequence[int], Sequence[float]], float
                                                           what="your gain_per_doubling"))
     expect_close("the gain of a flat curve", flat, 0.0, atol=1e-9, hint="A flat learning curve gains nothing.")
     return f"{slope:.4f} per doubling on a hand-made curve, least squares on log2(count)"
+
+
+# --- Optimization and RL ------------------------------------------------------
+
+
+def _optimal_policy_cases() -> list[tuple[str, list[float], list[float], float]]:
+    """(description, ref_probs, rewards, beta) for the optimal-policy check."""
+    return [
+        ("the hand-made example (β = 1)", [0.5, 0.25, 0.25], [0.0, math.log(2), math.log(4)], 1.0),
+        ("four responses at β = 0.5", [0.1, 0.2, 0.3, 0.4], [1.0, 0.0, 2.0, -1.0], 0.5),
+        ("equal rewards (β = 2)", [0.6, 0.3, 0.1], [3.0, 3.0, 3.0], 2.0),
+        ("a response π_ref never writes (β = 1)", [0.0, 0.5, 0.5], [5.0, 0.0, 1.0], 1.0),
+        ("rewards near 1000 at β = 0.01", [0.2, 0.3, 0.5], [1000.0, 990.0, 0.0], 0.01),
+    ]
+
+
+def _tilt(ref: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """softmax(log ref + logits), with log 0 = -inf."""
+    return torch.softmax(torch.log(ref) + logits, dim=0)
+
+
+def _diagnose_optimal_policy(got: torch.Tensor, ref: torch.Tensor, r: torch.Tensor, beta: float) -> str:
+    """Guess the learner's mistake from the distribution they returned."""
+    def same(other: torch.Tensor) -> bool:
+        return bool(torch.isfinite(other).all()) and torch.allclose(got, other, atol=1e-6, rtol=0.0)
+
+    if beta != 1.0 and same(_tilt(ref, r * beta)):
+        return "Did you multiply the reward by β? The tilt is exp(r / β): a small β means a weak penalty and a sharp policy."
+    if same(torch.softmax(r / beta, dim=0)):
+        return "Did you drop π_ref? π*(y) ∝ π_ref(y) · exp(r(y) / β): the reference weights every response."
+    if same(_tilt(ref, -r / beta)):
+        return "The sign is flipped: higher reward must get more probability, exp(+r / β)."
+    if (ref * r).sum() > 0 and same(ref * r / (ref * r).sum()):
+        return "You weighted π_ref by the reward itself; the weight is exp(r / β)."
+    if same(ref):
+        return "You returned π_ref unchanged; tilt it by exp(r / β)."
+    return "π*(y) = π_ref(y) · exp(r(y) / β) / Z, with Z the sum of the numerators over all responses."
+
+
+@exercise("The optimal KL-regularised policy")
+def check_optimal_policy(fn: Callable[[torch.Tensor, torch.Tensor, float], Any]) -> str:
+    """Check ``fn(ref_probs, rewards, beta) -> π*``, the maximiser of E_π[r] − β KL(π ‖ π_ref).
+
+    π*(y) = π_ref(y) exp(r(y)/β) / Z. The inputs are 1-D float64 tensors and
+    a float; any array-like answer of the same length is accepted. The cases
+    expose the usual mistakes: no normalisation, r·β instead of r/β, a
+    forgotten π_ref (caught by equal rewards, whose answer is π_ref itself),
+    and rewards of 1000 at β = 0.01, where exp(r/β) overflows unless the
+    largest logit is subtracted first (log-sum-exp, or torch.softmax).
+    """
+    cases = _optimal_policy_cases()
+    for label, ref_list, reward_list, beta in cases:
+        ref = torch.tensor(ref_list, dtype=torch.float64)
+        r = torch.tensor(reward_list, dtype=torch.float64)
+        answer = call_learner(fn, ref.clone(), r.clone(), beta, what="your optimal_policy")
+        try:
+            got = torch.as_tensor(answer, dtype=torch.float64).detach().flatten()
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise ExerciseError(
+                f"on {label}, your answer should be one probability per response (a tensor or a list), "
+                f"but got {type(answer).__name__}."
+            ) from err
+        if got.numel() != len(ref):
+            raise ExerciseError(
+                f"on {label}, expected {len(ref)} probabilities, one per response, but got {got.numel()}. "
+                "Combine π_ref and the rewards element by element."
+            )
+        expected = _tilt(ref, r / beta)
+        if not torch.isfinite(got).all():
+            if label.startswith("rewards near 1000"):
+                raise ExerciseError(
+                    f"on {label}, your answer is {_show(got)}; expected {_show(expected)}. r / β = 100000 and "
+                    "exp(100000) overflows to infinity (inf / inf = nan). Subtract the largest logit "
+                    "log π_ref + r / β before exponentiating (the log-sum-exp trick), or use torch.softmax."
+                )
+            raise ExerciseError(f"on {label}, your answer is {_show(got)}; expected finite probabilities "
+                                f"{_show(expected)}. " + _diagnose_optimal_policy(got, ref, r, beta))
+        if (got < -1e-12).any() and (got <= 0).all():
+            raise ExerciseError(
+                f"on {label}, your answer {_show(got)} is all negative: these look like log-probabilities. "
+                "Return the probabilities themselves (exponentiate)."
+            )
+        total = got.sum().item()
+        if abs(total - 1.0) > 1e-6:
+            raise ExerciseError(
+                f"on {label}, your probabilities sum to {total:.4g}, not 1. Did you forget to normalise? "
+                "Divide π_ref · exp(r / β) by Z, its sum over all responses."
+            )
+        if not torch.allclose(got, expected, atol=1e-6, rtol=0.0):
+            raise ExerciseError(
+                f"on {label}, with π_ref = {ref_list} and r = {[round(x, 3) for x in reward_list]}, your π* is "
+                f"{_show(got)}; expected {_show(expected)}. " + _diagnose_optimal_policy(got, ref, r, beta)
+            )
+    return (f"correct on {len(cases)} cases, including equal rewards (π* = π_ref), a response π_ref never "
+            "writes, and rewards of 1000 at β = 0.01")
+
+
+# --- What are preferences? ----------------------------------------------------
+
+
+def _bt_likelihood_cases() -> list[tuple[str, list[float], list[tuple[int, int]]]]:
+    """Hand-made (description, strengths, comparisons) cases for the Bradley–Terry log-likelihood."""
+    return [
+        ("equal strengths", [0.0, 0.0, 0.0], [(0, 1), (1, 2), (2, 0)]),
+        ("a small hand-made data set", [1.0, 0.0, -0.5], [(0, 1), (0, 2), (2, 1), (1, 0)]),
+        ("positive strengths", [2.0, 1.0, 0.5, 3.0], [(0, 1), (3, 2), (1, 3), (2, 0), (0, 3)]),
+        ("a pair compared four times", [0.3, -0.3], [(0, 1), (0, 1), (0, 1), (1, 0)]),
+        ("a huge gap in strength", [0.0, 1000.0], [(0, 1), (1, 0)]),
+    ]
+
+
+def _learner_number(value: Any, n_comparisons: int) -> float:
+    """The learner's answer as a float: a Python, numpy or torch scalar, or a clear error."""
+    if hasattr(value, "shape") and tuple(value.shape) == (n_comparisons,) and n_comparisons > 1:
+        raise ExerciseError(
+            f"your function returned {n_comparisons} values, one per comparison; expected one number. "
+            "The log-likelihood of the data set is the sum of the per-comparison terms."
+        )
+    if not isinstance(value, torch.Tensor) and hasattr(value, "item") and getattr(value, "size", 0) == 1:
+        value = value.item()  # a numpy scalar or one-element array; as_float takes tensors itself
+    return as_float("the log-likelihood", value)
+
+
+def _bt_likelihood_mistakes(got: float, strengths: list[float], comparisons: list[tuple[int, int]]) -> list[str]:
+    """Hints for every typical mistake that would have returned ``got`` on this case."""
+    margins = [strengths[w] - strengths[l] for w, l in comparisons]
+
+    def log_sigmoid(x: float) -> float:
+        return -math.log1p(math.exp(-x)) if x > -30 else x - math.log1p(math.exp(x))
+
+    def sigmoid(x: float) -> float:
+        return math.exp(log_sigmoid(x))
+
+    expected = sum(log_sigmoid(m) for m in margins)
+    guesses = [
+        (expected / len(margins), "You took the mean over comparisons; this function returns the sum, the "
+                                  "log-probability of the whole data set."),
+        (-expected, "That is the negative log-likelihood (the loss). Return the log-likelihood itself, "
+                    "which is never positive."),
+        (sum(log_sigmoid(-m) for m in margins), "Did you swap winner and loser? Each comparison is "
+                                                "(winner, loser), and the winner's strength comes first."),
+        (sum(sigmoid(m) for m in margins), "Did you forget the log? Sum log σ(θ_winner − θ_loser), not σ(·)."),
+        (math.prod(sigmoid(m) for m in margins), "That is the likelihood, a product of probabilities; "
+                                                  "take logs, which turns the product into a sum."),
+        (log_sigmoid(sum(margins)), "You took σ of the summed margins. Each comparison contributes its own "
+                                    "term: sum log σ(θ_winner − θ_loser) over the comparisons."),
+        (sum(log_sigmoid(strengths[w] + strengths[l]) for w, l in comparisons),
+         "Bradley–Terry depends on the difference of strengths, θ_winner − θ_loser, not their sum."),
+        (sum(log_sigmoid(strengths[w] - strengths[l]) for w, l in set(comparisons)),
+         "Every comparison counts, repeats included: a pair compared four times contributes four terms."),
+    ]
+    return [hint for value, hint in guesses if _near(got, value) and not _near(value, expected)]
+
+
+@exercise("Bradley–Terry likelihood")
+def check_bradley_terry_log_likelihood(fn: Callable[[Any, list[tuple[int, int]]], float]) -> str:
+    """Check ``fn(strengths, comparisons) -> sum over (w, l) of log σ(θ_w − θ_l)``.
+
+    ``strengths`` is a numpy array of log-strengths and ``comparisons`` a list
+    of ``(winner, loser)`` index pairs. The answer is the *sum* over
+    comparisons (the log-probability of the whole data set), as in
+    ``rlhf_course.preference_models.bradley_terry_log_likelihood``. The cases
+    are built by hand: equal strengths (each comparison costs log 2, and
+    θ_i / (θ_i + θ_j) gives 0/0), swapped roles and a mean instead of a sum
+    give other values, a repeated pair (every comparison counts), and a gap
+    of 1000 (a naive ``log(sigmoid(x))`` gives -inf).
+    """
+    import numpy as np
+
+    from .preference_models import bradley_terry_log_likelihood
+
+    cases = _bt_likelihood_cases()
+    wrong = []  # (label, strengths, comparisons, value, expected) of every case answered wrongly
+    for label, strengths, comparisons in cases:
+        expected = bradley_terry_log_likelihood(strengths, comparisons)
+        try:
+            got = call_learner(fn, np.array(strengths), list(comparisons), what="your bradley_terry_log_likelihood")
+            value = _learner_number(got, len(comparisons))
+            if math.isnan(value):
+                raise ExerciseError(
+                    f"on {label} (strengths {strengths}) your log-likelihood is NaN; expected {expected:.4g}. "
+                    "NaN comes from 0/0 or the log of a negative number. The strengths are log-strengths θ, "
+                    "which may be 0 or negative: use P(w beats l) = σ(θ_w − θ_l), not θ_w / (θ_w + θ_l)."
+                )
+            if not math.isfinite(value):
+                raise ExerciseError(
+                    f"on {label} (strengths {strengths}) your log-likelihood is {value}; expected "
+                    f"{expected:.4g}. log(sigmoid(x)) underflows to log(0) for very negative x: compute "
+                    "log σ(x) as -np.logaddexp(0, -x), which never overflows."
+                )
+        except ExerciseError:
+            if wrong:
+                break  # an earlier case already went wrong, and its value says more about the mistake
+            raise
+        if not _near(value, expected):
+            wrong.append((label, strengths, comparisons, value, expected))
+    if wrong:
+        # A mistake can look like another on one case (on equal strengths a mean and σ of the summed
+        # margins both give log 1/2); the hint that fits every wrong answer names it.
+        fits = [_bt_likelihood_mistakes(v, s, c) for _, s, c, v, _ in wrong]
+        common = [hint for hint in fits[0] if all(hint in f for f in fits[1:])]
+        hint = (common or fits[0] or ["The log-likelihood is the sum over comparisons (w, l) of log σ(θ_w − θ_l)."])[0]
+        label, strengths, comparisons, value, expected = wrong[0]
+        equal = (f" (each comparison has probability 1/2, so {len(comparisons)} × log(1/2))"
+                 if label == "equal strengths" else "")
+        raise ExerciseError(
+            f"on {label} (strengths {strengths}, comparisons {comparisons}) your log-likelihood is "
+            f"{value:.4g}; expected {expected:.4g}{equal}. {hint}"
+        )
+    return (f"correct on {len(cases)} hand-made cases (equal strengths give −n log 2, every repeated comparison "
+            "counts, a gap of 1000 stays finite)")

@@ -30,6 +30,17 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     "preference_data": {"noise_drop": (">=", 0.15), "length_bias_gap": (">=", 0.1)},
     # The reward model orders held-out pairs as gold does, learned the stock phrase that gold does not value,
     # improves with more pairs; the outcome reward model separates right from wrong answers.
+    # Bradley–Terry recovers gold from one careful annotator and the pool's Borda count from the pool; Elo depends
+    # on the order of the comparisons, the Bradley–Terry fit does not; noise blurs the ranking; a Condorcet cycle
+    # defeats every ranking.
+    "what_are_preferences": {"bt_rank_corr_with_gold": (">=", 0.8), "pool_rank_corr_with_borda": (">=", 0.75),
+                             "elo_order_spread": (">=", 30.0), "bt_order_spread": ("<=", 1e-6),
+                             "noise_rank_corr_drop": (">=", 0.15), "cycle_best_ordering_accuracy": ("<=", 0.7),
+                             "cycle_bt_strength_range": ("<=", 0.5)},
+    # pi* is exact (value = beta log Z), sharpening beta buys gold reward, and policy gradient reaches pi*.
+    "optimization_rl": {"pg_kl_to_optimum_final": ("<=", 0.02), "pg_objective_gap_final": ("<=", 0.01),
+                        "pg_objective_gain": (">=", 0.5), "reward_gain_at_small_beta": (">=", 1.0),
+                        "optimum_value_error": ("<=", 1e-6)},
     "reward_modeling": {"rm_accuracy_gold": (">=", 0.75), "rm_phrase_effect": (">=", 0.2),
                         "gain_per_doubling": (">=", 0.005), "orm_auc": (">=", 0.8)},
 }
