@@ -210,3 +210,5 @@ def test_real_book_builds(tmp_path):
         page = root / "_build" / "html" / "labs" / f"{lab.stem}.html"
         assert page.exists(), f"{lab.name} has no page in the website; add it to _toc.yml"
         assert "plotly-graph-div" in page.read_text(), f"{page.name} shows no plotly figure"
+    timeline = root / "_build" / "html" / "book" / "seminal_works.html"
+    assert "plotly-graph-div" in timeline.read_text(), "the Seminal Works timeline figure is missing"
