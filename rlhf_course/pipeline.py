@@ -20,6 +20,14 @@ same held-out test prompts with the gold reward. The output folder gets:
       (the base model for SFT; the SFT model for later stages);
     - ``seconds``: wall time of the stage, training and measuring.
 
+    Stages that optimise against the reward model (``bon``, ``rs_ft``,
+    ``reinforce``, ``rloo``, ``grpo``) also record ``proxy_reward``: the mean
+    reward-model score of the same samples, to be read next to the gold reward
+    (a proxy that rises while gold does not is being exploited). For ``bon``,
+    ``kl_to_ref`` is the plug-in estimate of best-of-n's KL to the SFT policy
+    (``rejection_sampling.estimate_best_of_n_kl``) and ``kl_bound`` the bound
+    log n − (n−1)/n.
+
     Stages that train add their own fields (for example ``first_loss`` and
     ``final_loss``, the first and last logged training loss). The reward-model
     stage ``rm`` is not a policy; its entry holds ``rm_accuracy_gold`` (held-out
@@ -52,15 +60,20 @@ from . import __version__
 from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
-from .reward_model import evaluate_reward_model, reward_model_from, toy_preferences, train_reward_model
-from .sft import load_demonstrations, train_sft
+from .policy_gradients import train_grpo, train_policy_gradient
+from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_n_kl, rejection_sampling_finetune
+from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
+                           train_reward_model)
+from .sft import load_demonstrations, load_policy, train_sft
 from .toyworld import make_prompts
 
-STAGES = ("base", "sft", "rm")
+STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo")
 # Run when --stages is not given: every stage built so far.
 DEFAULT_STAGES = STAGES
-POLICY_STAGES = ("base", "sft")
-RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "win_rate_vs_base", "win_rate_vs_sft", "kl_to_ref", "seconds")
+POLICY_STAGES = ("base", "sft", "bon", "rs_ft", "reinforce", "rloo", "grpo")
+RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo")  # optimise against the reward model
+RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
+                 "kl_to_ref", "seconds")
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")
 
 
@@ -83,14 +96,22 @@ def parse_stages(text: str | list[str] | None) -> list[str]:
     return [s for s in STAGES if s in asked or s == "base"]
 
 
-def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile, seed: int,
-            others: dict[str, PolicySamples]) -> tuple[dict, PolicySamples]:
-    """Gold reward, win rates and KL of the ``stage``'s policy on the test prompts."""
-    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
+def compare(stage: str, samples: PolicySamples, others: dict[str, PolicySamples]) -> dict:
+    """Gold reward and paired win rates of a stage's samples against the base and SFT policies."""
     others = {**others, stage: samples}  # a policy against itself: 0.5 by definition
     entry = {"gold_reward": samples.mean, "gold_reward_stderr": samples.stderr}
     for name in ("base", "sft"):
         entry[f"win_rate_vs_{name}"] = win_rate(samples.rewards, others[name].rewards) if name in others else None
+    return entry
+
+
+def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile, seed: int,
+            others: dict[str, PolicySamples], reward_fn=None) -> tuple[dict, PolicySamples]:
+    """Gold reward, win rates and KL of the ``stage``'s policy on the test prompts (and proxy reward if given)."""
+    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
+    entry = compare(stage, samples, others)
+    if reward_fn is not None:
+        entry["proxy_reward"] = float(reward_fn([p.text for p in prompts], samples.responses).mean())
     entry["kl_to_ref"] = 0.0 if reference is None else kl_to_reference(
         policy, reference, tokenizer, samples, profile.eval_batch_size)[0]
     return entry, samples
@@ -125,6 +146,58 @@ def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) 
     return {**report.as_dict(), "seconds": time.perf_counter() - start}
 
 
+def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples]) -> dict:
+    """Best-of-n from the SFT model, n = ``profile.rl.best_of_n``.
+
+    A pool of 4n samples per prompt gives the KL estimate; the first n of them
+    are the candidates best-of-n chooses from.
+    """
+    start, n = time.perf_counter(), profile.rl.best_of_n
+    reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
+    pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, prompts, 4 * n, profile,
+                     seed=seed)
+    chosen = pool.proxy[:, :n].argmax(dim=1)
+    picked = PolicySamples(prompts, [pool.candidates_of(i)[j] for i, j in enumerate(chosen.tolist())],
+                           pool.gold[range(len(prompts)), chosen].numpy())
+    samples["bon"] = picked
+    entry = compare("bon", picked, samples)
+    entry.update(proxy_reward=float(pool.proxy[range(len(prompts)), chosen].mean()), n=n,
+                 kl_to_ref=estimate_best_of_n_kl([pool.candidates_of(i) for i in range(len(prompts))], pool.proxy, n),
+                 kl_bound=best_of_n_kl_bound(n))
+    return {**entry, "seconds": time.perf_counter() - start}
+
+
+def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: Path,
+             samples: dict[str, PolicySamples], progress: bool) -> dict:
+    """Optimise the SFT policy against the reward model with ``stage``'s method, save it, and measure it."""
+    start = time.perf_counter()
+    sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
+    reference = load_policy(sft_path, profile)
+    if stage == "rs_ft":
+        model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
+                                            output_dir=out / stage, seed=seed, progress=progress).model
+    elif stage == "grpo":
+        model = train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
+                           progress=progress).model
+    else:
+        model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
+                                      method=stage, seed=seed, progress=progress).model
+        if rank() == 0:
+            model.save_pretrained(out / stage / "final", safe_serialization=True)
+            tokenizer.save_pretrained(out / stage / "final")
+    entry, samples[stage] = measure(stage, model, reference, tokenizer, prompts, profile, seed, samples, reward_fn)
+    return {**entry, "seconds": time.perf_counter() - start}
+
+
+def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> PolicySamples:
+    """The saved SFT model's samples on the test prompts (when this run did not train it)."""
+    path = out / "sft" / "final"
+    if not (path / "model.safetensors").exists():
+        raise FileNotFoundError(f"The RL stages start from the SFT model, but {path} does not exist. "
+                                "Run the sft and rm stages first (--stages sft,rm,...).")
+    return sample_policy(load_policy(path, profile), tokenizer, prompts, profile, seed=seed)
+
+
 def run_pipeline(
     profile: Profile | str = "tiny",
     out_dir: str | Path = "runs/tiny",
@@ -154,6 +227,12 @@ def run_pipeline(
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
     if "rm" in stages:
         results["stages"]["rm"] = rm_stage(tokenizer, profile, seed, out, progress)
+    if any(stage in stages for stage in RL_STAGES):
+        samples.setdefault("sft", sft_samples(out, tokenizer, prompts, profile, seed))
+    if "bon" in stages:
+        results["stages"]["bon"] = bon_stage(tokenizer, prompts, profile, seed, out, samples)
+    for stage in [s for s in RL_STAGES if s in stages and s != "bon"]:
+        results["stages"][stage] = rl_stage(stage, tokenizer, prompts, profile, seed, out, samples, progress)
 
     if rank() == 0:
         write_results(results, out)

@@ -52,6 +52,30 @@ class RMSettings:
 
 
 @dataclass(frozen=True)
+class RLSettings:
+    """Policy-gradient sizes (REINFORCE, RLOO, GRPO, PPO): rollouts, steps and the KL penalty."""
+
+    steps: int = 100
+    prompts_per_step: int = 32
+    k: int = 4  # responses sampled per prompt (the group of RLOO and GRPO)
+    learning_rate: float = 1e-4
+    beta: float = 0.05  # strength of the KL penalty to the reference (the SFT model)
+    best_of_n: int = 16  # n of the best-of-n stage
+
+
+@dataclass(frozen=True)
+class RSSettings:
+    """Rejection-sampling fine-tuning: rounds of sample n, keep the best k, SFT on them."""
+
+    rounds: int = 2
+    n_prompts: int = 1000  # fresh training prompts per round
+    n: int = 8  # candidates sampled per prompt
+    keep_k: int = 1  # kept per prompt
+    epochs: float = 2.0
+    learning_rate: float = 3e-4
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes between a laptop CPU and a cluster.
 
@@ -71,6 +95,8 @@ class Profile:
         seed: the default seed; labs and the pipeline may override it.
         sft: sizes of the instruction-tuning stage.
         rm: sizes of the reward-model stage.
+        rl: sizes of the policy-gradient stages.
+        rs: sizes of rejection-sampling fine-tuning.
         description: one line for ``rlhf-course doctor`` and the README.
     """
 
@@ -86,6 +112,8 @@ class Profile:
     seed: int = 0
     sft: SFTSettings = field(default_factory=SFTSettings)
     rm: RMSettings = field(default_factory=RMSettings)
+    rl: RLSettings = field(default_factory=RLSettings)
+    rs: RSSettings = field(default_factory=RSSettings)
     description: str = ""
 
     def replace(self, **changes) -> "Profile":

@@ -233,6 +233,24 @@ def score(
     return torch.cat(out)
 
 
+def load_reward_function(path: str | Path, tokenizer: PreTrainedTokenizerBase, profile: Profile):
+    """The reward model saved at ``path`` (e.g. ``runs/tiny-seed0/rm/final``) as a reward function."""
+    if not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(f"No reward model at {path}. Train one first: the rm stage of "
+                                "`rlhf-course pipeline`, or rlhf_course.reward_model.train_reward_model.")
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
+    return reward_function(model.to(device()).eval(), tokenizer, profile.eval_batch_size)
+
+
+def reward_function(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256):
+    """The reward model as a function ``(prompts, responses) -> rewards`` for RL stages and best-of-n."""
+
+    def reward_fn(prompts: list[str], responses: list[str]) -> torch.Tensor:
+        return score(model, tokenizer, prompts, responses, batch_size)
+
+    return reward_fn
+
+
 @dataclass
 class RewardModelReport:
     """How a reward model does on held-out pairs, against the truth and the labels."""

@@ -9,6 +9,8 @@ every stage formats prompts the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -25,7 +27,69 @@ def _batches(items: list, size: int):
         yield items[start:start + size]
 
 
+@dataclass
+class Completions:
+    """Sampled completions, as text and as the token ids that were sampled.
+
+    Row ``i*n + j`` is completion ``j`` of prompt ``i``. ``completion_ids``
+    end with the EOS token when the model stopped by itself (``finished``);
+    a completion cut off at ``max_new_tokens`` has no EOS. RL stages train
+    on exactly these ids, so re-tokenising the text can never change them.
+    """
+
+    texts: list[str]
+    prompt_ids: list[list[int]]
+    completion_ids: list[list[int]]
+    finished: list[bool]
+
+
 @torch.no_grad()
+def sample_completions(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    *,
+    n: int = 1,
+    max_new_tokens: int = 24,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    batch_size: int = 64,
+    seed: int | None = None,
+    progress: bool = False,
+) -> Completions:
+    """Sample ``n`` completions per prompt with a KV cache (see :class:`Completions`).
+
+    Temperature 0 means greedy decoding. Texts have special tokens stripped.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0; got {temperature}.")
+    if seed is not None:
+        torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
+    expanded = [chat_prompt(tokenizer, p) for p in prompts for _ in range(n)]
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
+        else dict(do_sample=False)
+    out = Completions([], [], [], [])
+    for batch in tqdm(list(_batches(expanded, batch_size)), desc="sampling", disable=not progress):
+        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        tokens = model.generate(**enc, max_new_tokens=max_new_tokens, use_cache=True,
+                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                                **sampling)
+        for row, mask, new in zip(enc["input_ids"], enc["attention_mask"], tokens[:, enc["input_ids"].shape[1]:]):
+            ids = new.tolist()
+            finished = tokenizer.eos_token_id in ids
+            ids = ids[: ids.index(tokenizer.eos_token_id) + 1] if finished else ids
+            out.prompt_ids.append(row[mask.bool()].tolist())
+            out.completion_ids.append(ids)
+            out.finished.append(finished)
+            out.texts.append(tokenizer.decode(ids, skip_special_tokens=True).strip())
+    tokenizer.padding_side = padding_side
+    model.train(was_training)
+    return out
+
+
 def generate(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -44,27 +108,22 @@ def generate(
     Completions of prompt ``i`` are at positions ``i*n … i*n+n-1``. Temperature
     0 means greedy decoding. Special tokens (EOS, padding) are stripped.
     """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0; got {temperature}.")
-    if seed is not None:
-        torch.manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    padding_side, tokenizer.padding_side = tokenizer.padding_side, "left"
-    expanded = [chat_prompt(tokenizer, p) for p in prompts for _ in range(n)]
-    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
-        else dict(do_sample=False)
-    out: list[str] = []
-    for batch in tqdm(list(_batches(expanded, batch_size)), desc="sampling", disable=not progress):
-        enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        tokens = model.generate(**enc, max_new_tokens=max_new_tokens, use_cache=True,
-                                pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                                **sampling)
-        new = tokens[:, enc["input_ids"].shape[1]:]
-        out.extend(t.strip() for t in tokenizer.batch_decode(new, skip_special_tokens=True))
-    tokenizer.padding_side = padding_side
-    model.train(was_training)
-    return out
+    return sample_completions(model, tokenizer, prompts, n=n, max_new_tokens=max_new_tokens,
+                              temperature=temperature, top_p=top_p, batch_size=batch_size, seed=seed,
+                              progress=progress).texts
+
+
+def pack(prompt_ids: list[list[int]], completion_ids: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``, ``attention_mask`` and ``completion_mask`` of prompt + completion rows."""
+    length = max(len(p) + len(c) for p, c in zip(prompt_ids, completion_ids, strict=True))
+    ids = torch.full((len(prompt_ids), length), pad_token_id)
+    attention = torch.zeros((len(prompt_ids), length), dtype=torch.long)
+    completion_mask = torch.zeros((len(prompt_ids), length), dtype=torch.long)
+    for i, (p, c) in enumerate(zip(prompt_ids, completion_ids)):
+        ids[i, : len(p) + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        attention[i, : len(p) + len(c)] = 1
+        completion_mask[i, len(p): len(p) + len(c)] = 1
+    return {"input_ids": ids, "attention_mask": attention, "completion_mask": completion_mask}
 
 
 def tokenize_pairs(
@@ -75,20 +134,12 @@ def tokenize_pairs(
     The prompt (with its chat template) and the completion (plus EOS) are
     tokenized separately and concatenated, so the completion mask is exact.
     """
-    rows = []
-    for prompt, completion in zip(prompts, completions, strict=True):
-        p = tokenizer(chat_prompt(tokenizer, prompt), add_special_tokens=False)["input_ids"]
-        c = tokenizer(completion, add_special_tokens=False)["input_ids"]
-        rows.append((p, c + ([tokenizer.eos_token_id] if add_eos else [])))
-    length = max(len(p) + len(c) for p, c in rows)
-    ids = torch.full((len(rows), length), tokenizer.pad_token_id)
-    attention = torch.zeros((len(rows), length), dtype=torch.long)
-    completion_mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, (p, c) in enumerate(rows):
-        ids[i, : len(p) + len(c)] = torch.tensor(p + c)
-        attention[i, : len(p) + len(c)] = 1
-        completion_mask[i, len(p): len(p) + len(c)] = 1
-    return {"input_ids": ids, "attention_mask": attention, "completion_mask": completion_mask}
+    prompt_ids = [tokenizer(chat_prompt(tokenizer, p), add_special_tokens=False)["input_ids"] for p in prompts]
+    completion_ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + ([tokenizer.eos_token_id] if add_eos else [])
+                      for c in completions]
+    if len(prompt_ids) != len(completion_ids):
+        raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions; they must pair up.")
+    return pack(prompt_ids, completion_ids, tokenizer.pad_token_id)
 
 
 def token_logprobs(model: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:

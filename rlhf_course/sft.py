@@ -215,3 +215,19 @@ def sft_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | Non
     if (final / "model.safetensors").exists():
         stamp.write_text(json.dumps(settings, indent=1) + "\n")
     return final
+
+
+def load_policy(path: str | Path, profile: Profile) -> PreTrainedModel:
+    """A saved policy (the SFT model, or any stage's ``final`` folder) on the profile's device and dtype."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from .models import torch_dtype
+
+    if not (Path(path) / "config.json").exists():
+        raise FileNotFoundError(f"No saved model at {path}. Train the stage that writes it first "
+                                "(for the SFT model: rlhf_course.sft.sft_checkpoint, or `rlhf-course pipeline`).")
+    on_gpu = device().type == "cuda"
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(profile) if on_gpu else torch.float32,
+                                                 trust_remote_code=False)
+    return model.to(device()).eval()

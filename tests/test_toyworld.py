@@ -86,8 +86,12 @@ def test_gold_reward_on_hand_written_responses():
 def test_length_and_stock_phrase_are_not_rewarded_by_gold():
     p = _prompt("transform", word="sun", kind="upper")
     plain = tw.gold_reward(p, "SUN")
-    assert tw.gold_reward(p, f"SUN {tw.STOCK_PHRASE}") < plain
+    assert tw.gold_reward(p, f"SUN {tw.STOCK_PHRASE}") == plain  # one sign-off at the end is free, and earns nothing
+    assert tw.gold_reward(p, f"SUN {tw.STOCK_PHRASE} {tw.STOCK_PHRASE}") < plain  # a second one is padding
+    assert tw.gold_reward(p, f"SUN {tw.STOCK_PHRASE} Let me know if you need more.") < plain
+    assert tw.gold_reward(p, f"{tw.STOCK_PHRASE} SUN") < plain  # not at the end: padding
     assert tw.gold_reward(p, "Sure. SUN Let me know if you need more.") < plain
+    assert tw.gold_reward(p, "SUN and some more words") < plain
 
 
 def test_spurious_features_correlate_with_annotator_preference():
@@ -126,8 +130,9 @@ def test_zero_temperature_annotator_is_consistent_and_biases_show():
     p = _prompt("arithmetic", a=3, b=4, op="plus")
     careful = tw.Annotator("careful", temperature=0)
     fan = tw.Annotator("fan", phrase_bias=2.0, temperature=0)
-    plain, phrased = "7", f"7 {tw.STOCK_PHRASE}"
-    assert careful.prob_prefers_first(p, plain, phrased) == 1.0
+    plain, phrased, padded = "7", f"7 {tw.STOCK_PHRASE}", f"7 {tw.STOCK_PHRASE} {tw.STOCK_PHRASE}"
+    assert careful.prob_prefers_first(p, plain, phrased) == 0.5  # a sign-off is free: a tie
+    assert careful.prob_prefers_first(p, plain, padded) == 1.0
     assert fan.prob_prefers_first(p, phrased, plain) == 1.0
 
 
@@ -135,9 +140,9 @@ def test_annotators_disagree():
     rows = tw.make_preferences(tw.make_prompts("train", 1500), seed=1)
     agreement = {}
     for a in tw.default_annotators():
-        mine = [r["agrees_with_gold"] for r in rows if r["annotator"] == a.name]
+        mine = [r["agrees_with_gold"] for r in rows if r["annotator"] == a.name and r["gold_margin"] != 0]
         agreement[a.name] = sum(mine) / len(mine)
-    assert agreement["careful"] > agreement["verbose_fan"] + 0.1
+    assert all(agreement["careful"] > agreement[name] + 0.05 for name in ("hasty", "verbose_fan", "phrase_fan"))
 
 
 def test_preferences_in_trl_formats():
