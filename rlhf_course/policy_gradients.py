@@ -39,7 +39,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from .models import device, quiet_libraries
+from .models import device, lora_config, quiet_libraries
 from .profiles import Profile
 from .sampling import pack, sample_completions, token_logprobs
 from .toyworld import Prompt, gold_reward, make_prompts
@@ -212,8 +212,13 @@ def train_policy_gradient(
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
     settings, start = profile.rl, time.perf_counter()
     torch.manual_seed(seed)
+    if profile.lora:  # train adapters only; merged back at the end so the next stage gets a plain model
+        from peft import get_peft_model
+
+        policy = get_peft_model(policy, lora_config(profile))
     prompts = make_prompts("train", settings.steps * settings.prompts_per_step, seed=seed)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=settings.learning_rate, weight_decay=0.0)
+    trainable = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
     baseline, history = None, []
     for step in tqdm(range(settings.steps), desc=method, disable=not progress):
@@ -229,10 +234,11 @@ def train_policy_gradient(
         loss = sequence_loss(token_logprobs(policy, roll.batch), advantages, roll.batch["completion_mask"])
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),
                         "kl": roll.kl.mean().item(), "loss": loss.item()})
+    policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
 
@@ -306,12 +312,26 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
                             **extra)
         policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32, trust_remote_code=False)
         trainer = trainer_cls(model=policy.to(device()), reward_funcs=[_trl_reward(reward_fn), _trl_gold(prompts)],
-                              args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer))
-        trained, _ = fit(trainer, tokenizer, output_dir, False, progress)
+                              args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
+                              peft_config=lora_config(profile) if profile.lora else None)
+        trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
     history = [{"step": e["step"], "proxy_reward": e.get("rewards/reward_model/mean"),
-                "gold_reward": e.get("rewards/gold/mean"), "kl": e.get("kl"), "loss": e.get("loss")}
+                "gold_reward": e.get("rewards/gold/mean"), "kl": _sequence_kl(e), "kl_per_token": e.get("kl"),
+                "length": e.get("completions/mean_length"), "loss": e.get("loss")}
                for e in trainer.state.log_history if "reward" in e]
     return PolicyGradientResult(trained, history, time.perf_counter() - start)
+
+
+def _sequence_kl(log: dict) -> float | None:
+    """TRL's logged KL per response, comparable with :func:`train_policy_gradient`'s.
+
+    TRL logs the mean per *token* (k1 for RLOO, k3 for GRPO); times the mean
+    completion length, that is the mean over responses of the summed tokens,
+    the sequence-level KL estimate the from-scratch loop records.
+    """
+    if log.get("kl") is None or log.get("completions/mean_length") is None:
+        return log.get("kl")
+    return log["kl"] * log["completions/mean_length"]
 
 
 def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

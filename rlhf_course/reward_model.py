@@ -405,3 +405,34 @@ def auc(scores: np.ndarray, labels: np.ndarray) -> float:
         raise ValueError("auc needs at least one correct and one wrong response.")
     wins = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
     return float(wins)
+
+
+def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | None = None,
+                            progress: bool = True) -> Path:
+    """The folder of a reward model for ``profile`` and ``seed``: trained once on toy-world preferences, then reused.
+
+    Like :func:`rlhf_course.sft.sft_checkpoint`, on which it builds: the
+    reward model starts from that SFT model, is saved under ``output_dir``
+    (default ``runs/<profile>-seed<seed>/rm``, the pipeline's layout) and is
+    retrained only if its settings change. Labs after the Reward Modeling
+    chapter get their reward model here.
+    """
+    import json
+    from dataclasses import asdict
+
+    from .sft import sft_checkpoint
+
+    sft_path = sft_checkpoint(profile, seed, progress=progress)
+    out = Path(output_dir or f"runs/{profile.name}-seed{seed}/rm")
+    final, stamp = out / "final", out / "final" / "course_settings.json"
+    settings = {"sft": json.loads((sft_path / "course_settings.json").read_text()), "rm": asdict(profile.rm)}
+    if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+        return final
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+    train_reward_model(reward_model_from(sft_path, profile), tokenizer, toy_preferences(profile, "train", seed=seed),
+                       profile, output_dir=out, seed=seed, progress=progress)
+    if (final / "model.safetensors").exists():
+        stamp.write_text(json.dumps(settings, indent=1) + "\n")
+    return final

