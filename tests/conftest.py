@@ -39,3 +39,51 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     for lab, seconds in sorted(timings.items(), key=lambda item: -item[1]):
         terminalreporter.write_line(f"{seconds:7.1f} s  {lab}")
     terminalreporter.write_line(f"{sum(timings.values()):7.1f} s  total")
+
+
+class BuiltSite:
+    """The real website built once per test session, every lab executed on ``tiny``.
+
+    Executing a lab is the slowest thing the suite does, so it is done once:
+    the book build runs every lab (as ``make book`` does) with
+    ``RLHF_COURSE_RESULTS_DIR`` pointing at ``results_dir``, and the notebook
+    tests read the outcomes the labs recorded there.
+    """
+
+    def __init__(self, root: Path, results_dir: Path, result) -> None:
+        self.root, self.results_dir, self.result = root, results_dir, result
+
+    def lab_seconds(self, lab: str) -> float | None:
+        """Wall time of a lab in the build, from the cell timings nbclient records."""
+        import json
+        from datetime import datetime
+
+        executed = self.root / "_build" / "jupyter_execute" / "labs" / f"{lab}.ipynb"
+        if not executed.exists():
+            return None
+        cells = [c.get("metadata", {}).get("execution", {}) for c in json.loads(executed.read_text())["cells"]]
+        stamps = [t for c in cells for t in (c.get("iopub.execute_input"), c.get("shell.execute_reply")) if t]
+        if not stamps:
+            return None
+        parse = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamps]
+        return (max(parse) - min(parse)).total_seconds()
+
+
+@pytest.fixture(scope="session")
+def built_site(tmp_path_factory: pytest.TempPathFactory, kernel_env) -> BuiltSite:
+    """Build the whole website once (see :class:`BuiltSite`); the build's log is in ``.result``."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = tmp_path_factory.mktemp("site")
+    results_dir = root / "_lab_results"
+    ignore = shutil.ignore_patterns("_build", ".venv", ".git", "runs", "__pycache__", ".pytest_cache", ".hypothesis")
+    shutil.copytree(ROOT, root, ignore=ignore, dirs_exist_ok=True)
+    env = {**os.environ, **kernel_env, "RLHF_COURSE_PLOTLYJS": "cdn", "RLHF_COURSE_RESULTS_DIR": str(results_dir),
+           "RLHF_COURSE_PROFILE": "tiny"}
+    command = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
+               "sys.argv[0] = 'jupyter-book'; sys.exit(main())",
+               "build", str(root), "--warningiserror", "--nitpick", "--keep-going"]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=4200)
+    return BuiltSite(root, results_dir, result)
