@@ -270,8 +270,8 @@ def results_markdown(results: dict) -> str:
 
     stages = results["stages"]
     lines = [f"Profile `{results['profile']}`, seed {results['seed']}, {results['world_size']} process(es).", "",
-             "| stage | gold reward | ± s.e. | win rate vs base | win rate vs SFT | KL to ref | seconds |",
-             "|---|---|---|---|---|---|---|"]
+             "| stage | gold reward | ± s.e. | proxy reward | win rate vs base | win rate vs SFT | KL to ref | seconds |",
+             "|---|---|---|---|---|---|---|---|"]
     for name in [s for s in POLICY_STAGES if s in stages]:
         lines.append(f"| {name} | " + " | ".join(fmt(stages[name].get(k)) for k in RESULT_FIELDS) + " |")
     if "rm" in stages:

@@ -308,8 +308,8 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        config = config_cls(**trl_rl_arguments(profile, output_dir, seed, progress), reward_weights=[1.0, 0.0],
-                            **extra)
+        config = config_cls(**{**trl_rl_arguments(profile, output_dir, seed, progress),
+                               "reward_weights": [1.0, 0.0], **extra})
         policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32, trust_remote_code=False)
         trainer = trainer_cls(model=policy.to(device()), reward_funcs=[_trl_reward(reward_fn), _trl_gold(prompts)],
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
@@ -347,13 +347,15 @@ def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, rewa
     """GRPO with TRL's ``GRPOTrainer``, from the model saved at ``policy_path`` (the SFT model).
 
     The KL to the reference (the same saved model) is TRL's k3 term in the loss,
-    weighted by ``profile.rl.beta``; advantages are group-normalised
+    weighted by ``profile.rl.grpo_beta`` (the advantages it sits next to are
+    normalised to unit scale, so its units differ from ``beta``, which is
+    subtracted from raw rewards); advantages are group-normalised
     (:func:`grpo_advantages`) and averaged per token (``loss_type="dapo"``).
     """
     from trl import GRPOConfig, GRPOTrainer
 
     return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile,
-                    {"scale_rewards": "group", "loss_type": "dapo"}, output_dir, seed, progress)
+                    {"scale_rewards": "group", "loss_type": "dapo", "beta": profile.rl.grpo_beta}, output_dir, seed, progress)
 
 
 def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,

@@ -59,7 +59,8 @@ class RLSettings:
     prompts_per_step: int = 32
     k: int = 4  # responses sampled per prompt (the group of RLOO and GRPO)
     learning_rate: float = 1e-4
-    beta: float = 0.05  # strength of the KL penalty to the reference (the SFT model)
+    beta: float = 0.2  # KL penalty to the reference (the SFT model), subtracted from the reward
+    grpo_beta: float = 0.5  # GRPO's KL term in the loss, next to unit-scale advantages: other units than beta
     best_of_n: int = 16  # n of the best-of-n stage
 
 
@@ -137,6 +138,8 @@ PROFILES: dict[str, Profile] = {
         eval_batch_size=25,
         sft=SFTSettings(n_demonstrations=400, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2),
         rm=RMSettings(n_pairs=800, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2, n_eval_pairs=200),
+        rl=RLSettings(steps=20, prompts_per_step=8, k=4, learning_rate=2e-5, beta=0.1, best_of_n=8),
+        rs=RSSettings(rounds=2, n_prompts=100, n=4, epochs=1.0, learning_rate=1e-4),
         description="SmolLM2-135M-Instruct with LoRA on the toy world; CPU or GPU, minutes, no download needed",
     ),
     "colab-t4": Profile(
@@ -154,6 +157,8 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
+        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1),
+        rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
     "multi-gpu": Profile(
@@ -171,6 +176,8 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
+        rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
+        rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
         description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
     ),
 }

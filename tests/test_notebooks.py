@@ -43,6 +43,16 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                         "optimum_value_error": ("<=", 1e-6)},
     "reward_modeling": {"rm_accuracy_gold": (">=", 0.75), "rm_phrase_effect": (">=", 0.2),
                         "gain_per_doubling": (">=", 0.005), "orm_auc": (">=", 0.8)},
+    # Best-of-16 beats SFT; its measured KL never exceeds log n - (n-1)/n; gold peaks and then falls as n grows
+    # while the proxy keeps rising; one round of rejection-sampling fine-tuning beats SFT, and selecting the top
+    # sample beats keeping a random one.
+    "rejection_sampling": {"bon16_win_rate_vs_sft": (">=", 0.58), "bon_kl_max_excess_over_bound": ("<=", 1e-9),
+                           "bon_gold_drop_peak_to_max_n": (">=", 0.2), "rs_ft_round1_win_rate_vs_sft": (">=", 0.54),
+                           "top_minus_random_win_rate": (">=", 0.04)},
+    # Every method raises the gold reward over SFT, and the from-scratch RLOO learns like TRL's RLOOTrainer.
+    "policy_gradients": {"rloo_win_rate_vs_sft": (">=", 0.55), "rloo_gold_gain": (">=", 0.2),
+                         "trl_rloo_gold_gain": (">=", 0.15), "grpo_gold_gain": (">=", 0.1),
+                         "reinforce_gold_gain": (">=", 0.1), "rloo_trl_gold_gap": ("<=", 0.3)},
 }
 
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from rlhf_course import checks, models
-from rlhf_course.pipeline import RESULT_FIELDS, RM_FIELDS, load_results, parse_stages, run_pipeline
+from rlhf_course.pipeline import (POLICY_STAGES, RESULT_FIELDS, RM_FIELDS, STAGES, load_results, parse_stages,
+                                  run_pipeline)
 from rlhf_course.profiles import apply_overrides, get_profile
 from rlhf_course.sft import completion_labels, sft_config, to_sft_dataset, toy_demonstrations
 
@@ -19,6 +20,11 @@ from rlhf_course.sft import completion_labels, sft_config, to_sft_dataset, toy_d
 # orders held-out pairs as the gold reward does at least this often.
 SFT_WIN_RATE_VS_BASE = 0.7
 RM_ACCURACY_GOLD = 0.75
+# Issue 5: best-of-16, RLOO and GRPO beat SFT by gold win rate, for seeds 0 and 1.
+RL_WIN_RATE_VS_SFT = {"bon": 0.6, "rloo": 0.6, "grpo": 0.6}
+# REINFORCE must at least beat SFT. (Rejection-sampling fine-tuning is measured, not asserted here: its second
+# round can fall back, which the Rejection Sampling lab shows; the lab asserts what one round gains.)
+OTHER_WIN_RATE_VS_SFT = {"reinforce": 0.5}
 
 
 def test_completion_labels_match_what_trl_trains_on(tmp_path):
@@ -85,12 +91,14 @@ def test_results_from_another_tool_get_a_clear_error(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pipeline_stages_learn(tmp_path, seed):
-    """The default pipeline on tiny: SFT beats base and the reward model orders pairs as gold does."""
+    """The default pipeline on tiny: SFT beats base, the reward model orders pairs as gold does, and the
+    methods that optimise against it beat SFT by gold reward."""
     results = run_pipeline("tiny", tmp_path, seed=seed, progress=False)
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert on_disk["stages"].keys() == {"base", "sft", "rm"}
-    for name in ("base", "sft"):
-        assert set(RESULT_FIELDS) <= set(on_disk["stages"][name])
+    assert on_disk["stages"].keys() == set(STAGES)
+    for name in POLICY_STAGES:
+        assert set(RESULT_FIELDS) - ({"proxy_reward"} if name in ("base", "sft") else set()) <= set(
+            on_disk["stages"][name]), name
     sft = results["stages"]["sft"]
     assert sft["win_rate_vs_base"] >= SFT_WIN_RATE_VS_BASE, sft
     assert sft["gold_reward"] > results["stages"]["base"]["gold_reward"] + 0.5
@@ -98,10 +106,16 @@ def test_pipeline_stages_learn(tmp_path, seed):
     rm = results["stages"]["rm"]
     assert set(RM_FIELDS) <= set(rm)
     assert rm["rm_accuracy_gold"] >= RM_ACCURACY_GOLD, rm
-    for stage in ("sft", "rm"):
-        assert (tmp_path / stage / "final" / "model.safetensors").exists()
+    for stage in ("sft", "rm", "rs_ft", "reinforce", "rloo", "grpo"):
+        assert (tmp_path / stage / "final" / "model.safetensors").exists(), stage
+    stages = results["stages"]
+    missed = {name: round(stages[name]["win_rate_vs_sft"], 3) for name, bound in
+              {**RL_WIN_RATE_VS_SFT, **OTHER_WIN_RATE_VS_SFT}.items() if stages[name]["win_rate_vs_sft"] < bound}
+    assert not missed, f"seed {seed}: gold win rate against SFT below target: {missed}"
+    bon = stages["bon"]
+    assert bon["n"] == 16 and bon["kl_to_ref"] <= bon["kl_bound"] + 1e-9, bon
     table = (tmp_path / "results.md").read_text()
-    assert "| sft |" in table and "| rm |" in table
+    assert all(f"| {name} |" in table for name in ("sft", "rm", "bon", "grpo"))
 
 
 @pytest.mark.slow
