@@ -26,7 +26,8 @@ same held-out test prompts with the gold reward. The output folder gets:
     (a proxy that rises while gold does not is being exploited). For ``bon``,
     ``kl_to_ref`` is the plug-in estimate of best-of-n's KL to the SFT policy
     (``rejection_sampling.estimate_best_of_n_kl``) and ``kl_bound`` the bound
-    log n − (n−1)/n.
+    log n − (n−1)/n; ``kl_excess_over_bound`` maps n = 2 … 64 to the estimated
+    KL minus the bound (at most 0: the bound holds).
 
     Stages that train add their own fields (for example ``first_loss`` and
     ``final_loss``, the first and last logged training loss). The reward-model
@@ -161,9 +162,12 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
                            pool.gold[range(len(prompts)), chosen].numpy())
     samples["bon"] = picked
     entry = compare("bon", picked, samples)
+    candidates = [pool.candidates_of(i) for i in range(len(prompts))]
+    kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
     entry.update(proxy_reward=float(pool.proxy[range(len(prompts)), chosen].mean()), n=n,
-                 kl_to_ref=estimate_best_of_n_kl([pool.candidates_of(i) for i in range(len(prompts))], pool.proxy, n),
-                 kl_bound=best_of_n_kl_bound(n))
+                 kl_to_ref=kl_by_n.get(n, estimate_best_of_n_kl(candidates, pool.proxy, n)),
+                 kl_bound=best_of_n_kl_bound(n),
+                 kl_excess_over_bound={m: kl - best_of_n_kl_bound(m) for m, kl in kl_by_n.items()})
     return {**entry, "seconds": time.perf_counter() - start}
 
 

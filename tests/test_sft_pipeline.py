@@ -114,6 +114,7 @@ def test_pipeline_stages_learn(tmp_path, seed):
     assert not missed, f"seed {seed}: gold win rate against SFT below target: {missed}"
     bon = stages["bon"]
     assert bon["n"] == 16 and bon["kl_to_ref"] <= bon["kl_bound"] + 1e-9, bon
+    assert len(bon["kl_excess_over_bound"]) == 6 and max(bon["kl_excess_over_bound"].values()) <= 1e-9, bon
     table = (tmp_path / "results.md").read_text()
     assert all(f"| {name} |" in table for name in ("sft", "rm", "bon", "grpo"))
 
