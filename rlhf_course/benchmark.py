@@ -4,11 +4,13 @@ Timings depend on the machine, so tests never assert them; this module measures
 them on demand and writes JSON that the README's tables are filled from:
 
     rlhf-course benchmark pretrain --out runs/benchmarks
+    rlhf-course benchmark policy_gradients --out runs/benchmarks
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -61,3 +63,65 @@ def run_from_args(args: argparse.Namespace) -> int:
             tmp.write(text + "\n")
         Path(tmp.name).replace(out / f"{args.name}.json")
     return 0
+
+
+def time_to_target(history: list[dict], target: float, window: int = 5) -> tuple[int, float] | None:
+    """First (step, seconds) at which the gold reward, averaged over the last ``window`` steps, reaches ``target``.
+
+    The gold reward of each step's training samples is noisy; the moving
+    average makes "reached" mean "reached and held". ``None`` if never reached.
+    """
+    golds = [h["gold_reward"] for h in history]
+    for i in range(window - 1, len(history)):
+        if sum(golds[i - window + 1:i + 1]) / window >= target:
+            return history[i]["step"], history[i]["seconds"]
+    return None
+
+
+def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 3.75) -> dict:
+    """Wall time for each policy-gradient method on ``tiny`` to bring the gold reward of its samples to ``target``.
+
+    Every method starts from the same SFT model, optimises the same reward
+    model on the same prompts with the same rollout sizes (``profile.rl``),
+    and is timed from its first step; the SFT model's samples sit near 3.4.
+    """
+    from transformers import AutoTokenizer
+
+    from .policy_gradients import train_grpo, train_policy_gradient, train_trl_rloo
+    from .profiles import get_profile
+    from .reward_model import load_reward_function, reward_model_checkpoint
+    from .sft import load_policy, sft_checkpoint
+
+    profile = get_profile("tiny")
+    sft_path = sft_checkpoint(profile, seed, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+    reward_fn = load_reward_function(reward_model_checkpoint(profile, seed, progress=False), tokenizer, profile)
+    methods = {
+        "reinforce": lambda out: train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile),
+                                                       tokenizer, reward_fn, profile, method="reinforce", seed=seed,
+                                                       progress=False),
+        "rloo": lambda out: train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile),
+                                                  tokenizer, reward_fn, profile, method="rloo", seed=seed,
+                                                  progress=False),
+        "trl_rloo": lambda out: train_trl_rloo(sft_path, tokenizer, reward_fn, profile, output_dir=out, seed=seed,
+                                               progress=False),
+        "grpo": lambda out: train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out, seed=seed,
+                                       progress=False),
+    }
+    rows = {}
+    for name, train in methods.items():
+        runs = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory() as out:
+                result = train(out)
+            reached = time_to_target(result.history, target)
+            runs.append({"steps_to_target": reached[0] if reached else None,
+                         "seconds_to_target": reached[1] if reached else None,
+                         "seconds_total": result.seconds, "steps": len(result.history)})
+        rows[name] = min(runs, key=lambda r: r["seconds_to_target"] or float("inf"))
+    return {"benchmark": "policy_gradients", "profile": "tiny", "seed": seed, "target_gold_reward": target,
+            "methods": rows, "rl_settings": dataclasses.asdict(profile.rl), "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine()}
+
+
+BENCHMARKS["policy_gradients"] = benchmark_policy_gradients

@@ -37,7 +37,7 @@ from typing import Callable
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
 from .models import device, lora_config, quiet_libraries
 from .profiles import Profile
@@ -237,7 +237,7 @@ def train_policy_gradient(
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),
-                        "kl": roll.kl.mean().item(), "loss": loss.item()})
+                        "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start})
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
@@ -314,10 +314,11 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
         trainer = trainer_cls(model=policy.to(device()), reward_funcs=[_trl_reward(reward_fn), _trl_gold(prompts)],
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
                               peft_config=lora_config(profile) if profile.lora else None)
+        trainer.add_callback(_ElapsedTime(start))
         trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
     history = [{"step": e["step"], "proxy_reward": e.get("rewards/reward_model/mean"),
                 "gold_reward": e.get("rewards/gold/mean"), "kl": _sequence_kl(e), "kl_per_token": e.get("kl"),
-                "length": e.get("completions/mean_length"), "loss": e.get("loss")}
+                "length": e.get("completions/mean_length"), "loss": e.get("loss"), "seconds": e.get("seconds")}
                for e in trainer.state.log_history if "reward" in e]
     return PolicyGradientResult(trained, history, time.perf_counter() - start)
 
@@ -332,6 +333,17 @@ def _sequence_kl(log: dict) -> float | None:
     if log.get("kl") is None or log.get("completions/mean_length") is None:
         return log.get("kl")
     return log["kl"] * log["completions/mean_length"]
+
+
+class _ElapsedTime(TrainerCallback):
+    """Stamps each TRL log entry with the seconds since ``start`` (for time-to-target benchmarks)."""
+
+    def __init__(self, start: float) -> None:
+        self.start = start
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.log_history:
+            state.log_history[-1]["seconds"] = time.perf_counter() - self.start
 
 
 def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

@@ -136,6 +136,7 @@ def test_trl_trainers_run_with_our_reward_and_log_gold(tiny_policy, tmp_path, tr
     result = trainer(path, tokenizer, _short_answers, profile, output_dir=tmp_path, progress=False)
     assert [h["step"] for h in result.history] == [1, 2]
     assert all(h["gold_reward"] is not None and 0 <= h["gold_reward"] <= 4.5 for h in result.history)
+    assert 0 < result.history[0]["seconds"] < result.history[1]["seconds"] <= result.seconds
     assert (tmp_path / "final" / "model.safetensors").exists()
 
 
@@ -154,3 +155,13 @@ def test_smol_policy_gradient_takes_two_lora_steps(tmp_path, monkeypatch):
     after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
     assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
     assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
+
+
+def test_time_to_target_needs_the_moving_average_to_reach_it():
+    from rlhf_course.benchmark import time_to_target
+
+    golds = [3.0, 3.0, 4.0, 3.0, 3.9, 4.0, 4.0, 4.0]
+    history = [{"step": i + 1, "gold_reward": g, "seconds": 10.0 * (i + 1)} for i, g in enumerate(golds)]
+    # the single 4.0 at step 3 is not "reached": the mean of the last 3 steps first reaches 3.9 at step 7
+    assert time_to_target(history, 3.9, window=3) == (7, 70.0)
+    assert time_to_target(history, 4.5, window=3) is None
