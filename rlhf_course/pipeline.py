@@ -177,15 +177,16 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     start = time.perf_counter()
     sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
     reference = load_policy(sft_path, profile)
-    if stage == "rs_ft":
-        model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
-                                            output_dir=out / stage, seed=seed, progress=progress).model
-    elif stage == "grpo":
+    if stage == "grpo":  # TRL saves it under grpo/final
         model = train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
                            progress=progress).model
     else:
-        model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
-                                      method=stage, seed=seed, progress=progress).model
+        if stage == "rs_ft":  # each round is saved under rs_ft/round<r>/final; the last one also as rs_ft/final
+            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
+                                                output_dir=out / stage, seed=seed, progress=progress).model
+        else:
+            model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
+                                          method=stage, seed=seed, progress=progress).model
         if rank() == 0:
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")
