@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 
-
 def benchmark_pretraining(repeats: int = 1) -> dict:
     """Wall time of pretraining the tiny base model from scratch (tokenizer included)."""
     import torch

@@ -34,7 +34,6 @@ from .sampling import generate
 from .sft import train_sft
 from .toyworld import Prompt, gold_reward, make_prompts
 
-
 # ----------------------------------------------------------------------------- selection and its KL
 
 

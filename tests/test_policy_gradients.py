@@ -3,11 +3,15 @@
 import itertools
 
 import numpy as np
-
 import pytest
 import torch
 
-from rlhf_course.policy_gradients import grpo_advantages, reinforce_advantages, rloo_advantages, sequence_loss
+from rlhf_course.policy_gradients import (
+    grpo_advantages,
+    reinforce_advantages,
+    rloo_advantages,
+    sequence_loss,
+)
 
 
 def test_rloo_advantage_by_hand():
@@ -76,10 +80,15 @@ def test_policy_gradient_with_rloo_is_unbiased_on_a_bandit():
 
 # ----------------------------------------------------------------------------- with a real (tiny) model
 
-from rlhf_course import models  # noqa: E402
-from rlhf_course.policy_gradients import rollout, train_grpo, train_policy_gradient, train_trl_rloo  # noqa: E402
-from rlhf_course.profiles import apply_overrides, get_profile  # noqa: E402
-from rlhf_course.toyworld import make_prompts  # noqa: E402
+from rlhf_course import models
+from rlhf_course.policy_gradients import (
+    rollout,
+    train_grpo,
+    train_policy_gradient,
+    train_trl_rloo,
+)
+from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course.toyworld import make_prompts
 
 
 def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
