@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course import checks
-from rlhf_course.checks import ExerciseError, check_grpo_advantages, check_rloo_advantages
-
-
-@pytest.fixture(autouse=True)
-def no_grade_log(monkeypatch):
-    monkeypatch.delenv(checks.GRADES_ENV, raising=False)
-
-
-def fails_with(check, fn, *fragments: str) -> str:
-    with pytest.raises(ExerciseError) as info:
-        check(fn)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
-
+from rlhf_course.checks import (
+    check_grpo_advantages,
+    check_rloo_advantages,
+)
 
 # --- RLOO -----------------------------------------------------------------------
 

@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
+from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course import checks
-from rlhf_course.checks import ExerciseError, check_select_best, check_select_random_k
+from rlhf_course.checks import check_select_best, check_select_random_k
 from rlhf_course.rejection_sampling import select_best, select_random_k
-
-
-@pytest.fixture(autouse=True)
-def no_grade_log(monkeypatch):
-    monkeypatch.delenv(checks.GRADES_ENV, raising=False)
-
-
-def fails_with(check, fn, *fragments: str) -> str:
-    with pytest.raises(ExerciseError) as info:
-        check(fn)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in {message!r}"
-    return message
 
 
 def stub(*args):
