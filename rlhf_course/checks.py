@@ -1184,3 +1184,47 @@ def check_dpo_loss(fn: Callable[..., Any], trl_batch: dict | None = None) -> str
                                 f"DPOTrainer computed {trl_batch['loss']:.6f}.")
         note += f", and equal to TRL's DPOTrainer loss ({trl_batch['loss']:.4f}) on a real batch"
     return note
+
+
+@exercise("β sweep")
+def check_beta_sweep(results: Sequence[dict]) -> str:
+    """Check a sweep of DPO's β: rows ``{"beta", "gold", "kl"}``, one per trained policy.
+
+    Expects at least three distinct β spanning a factor of ten, finite
+    numbers, and the signature of the KL term: the KL to the reference, measured
+    on each policy's own samples, is smaller at the largest β than at the
+    smallest, and falls with β overall (rank correlation at most −0.5; a
+    middle point may wobble, since each run is one noisy training).
+    """
+    rows = list(results) if not isinstance(results, dict) else [results]
+    if len(rows) < 3:
+        raise ExerciseError(f"your sweep has {len(rows)} row(s); train and measure at least 3 values of β.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not {"beta", "gold", "kl"} <= set(row):
+            raise ExerciseError(f"row {i} of your sweep is {row!r}; each row must be a dict with keys 'beta', "
+                                "'gold' (mean gold reward of the samples) and 'kl' (KL to the SFT model).")
+    betas = [as_float(f"row {i}'s beta", r["beta"]) for i, r in enumerate(rows)]
+    kls = [as_float(f"row {i}'s kl", r["kl"]) for i, r in enumerate(rows)]
+    golds = [as_float(f"row {i}'s gold", r["gold"]) for i, r in enumerate(rows)]
+    if not all(math.isfinite(v) for v in betas + kls + golds):
+        raise ExerciseError("your sweep holds a NaN or infinite number; check the training runs that produced it.")
+    if len(set(betas)) < 3 or min(betas) <= 0 or max(betas) / min(betas) < 10:
+        raise ExerciseError(f"your β values {sorted(betas)} should be at least 3 distinct positive numbers spanning a "
+                            "factor of ten or more (e.g. 0.03, 0.3, 1), so that the KL has room to change.")
+    if min(kls) < -0.1:
+        raise ExerciseError(f"a KL of {min(kls):.3f} is negative beyond sampling noise. Measure it on the trained "
+                            "policy's own samples, with the SFT model as the reference: "
+                            "kl_to_reference(policy, sft, tokenizer, samples, batch_size).")
+    order = sorted(range(len(rows)), key=lambda i: betas[i])
+    ranks_beta = {i: r for r, i in enumerate(order)}
+    ranks_kl = {i: r for r, i in enumerate(sorted(range(len(rows)), key=lambda i: kls[i]))}
+    n = len(rows)
+    rho = 1 - 6 * sum((ranks_beta[i] - ranks_kl[i]) ** 2 for i in range(n)) / (n * (n * n - 1))
+    smallest, largest = order[0], order[-1]
+    if not kls[largest] < kls[smallest] or rho > -0.5:
+        raise ExerciseError(
+            f"the KL does not fall as β grows: β {[round(betas[i], 4) for i in order]} gave KL "
+            f"{[round(kls[i], 3) for i in order]}. A larger β should hold the policy closer to the SFT model. Did each "
+            "run pass its own beta to dpo.train_dpo, and did you measure the model that run trained?")
+    return (f"KL to the SFT model falls from {kls[smallest]:.2f} at β = {betas[smallest]:g} to {kls[largest]:.2f} at "
+            f"β = {betas[largest]:g}, with gold reward {golds[smallest]:.2f} and {golds[largest]:.2f}")

@@ -52,3 +52,31 @@ def test_a_real_batch_from_trl_must_match():
     batch["loss"] += 0.01  # a loss TRL did not compute on these numbers
     with pytest.raises(AssertionError, match="TRL's DPOTrainer computed"):
         check_dpo_loss(dpo_loss, trl_batch=batch)
+
+
+# --- the β sweep -------------------------------------------------------------------
+
+
+def sweep(kls, betas=(0.03, 0.1, 0.3, 1.0)):
+    return [{"beta": b, "gold": 3.4, "kl": k} for b, k in zip(betas, kls)]
+
+
+def test_beta_sweep_passes_a_falling_kl_with_a_wobble(capsys):
+    from rlhf_course.checks import check_beta_sweep
+
+    check_beta_sweep(sweep([3.0, 1.2, 1.4, 0.3]))
+    assert "falls from 3.00 at β = 0.03 to 0.30 at β = 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("results, fragments", [
+    (sweep([3.0, 1.0]), ["2 row(s)", "at least 3"]),
+    (sweep([3.0, 2.0, 1.0], betas=(0.1, 0.2, 0.3)), ["factor of ten"]),
+    (sweep([0.3, 1.0, 2.0, 3.0]), ["does not fall", "own beta"]),
+    (sweep([1.0, 0.5, -2.0, 0.1]), ["negative", "kl_to_reference"]),
+    ([{"beta": 0.1, "gold": 3.0}] * 3, ["keys 'beta', 'gold'", "'kl'"]),
+    (sweep([float("nan"), 1.0, 0.5, 0.1]), ["NaN"]),
+])
+def test_beta_sweep_names_the_problem(results, fragments):
+    from rlhf_course.checks import check_beta_sweep
+
+    fails_with(check_beta_sweep, results, *fragments)
