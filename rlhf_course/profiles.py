@@ -43,6 +43,7 @@ class RMSettings:
     epochs: float = 3.0
     learning_rate: float = 5e-4
     head_lr_multiplier: float = 10.0  # the new reward head learns this many times faster than the body
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay
     batch_size: int = 32
     grad_accum: int = 1
     n_eval_pairs: int = 2000

@@ -108,7 +108,8 @@ def reward_config(profile: Profile, output_dir: str | Path, seed: int = 0, progr
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return RewardConfig(**trainer_arguments(profile, profile.rm, output_dir, seed, progress))
+        return RewardConfig(**trainer_arguments(profile, profile.rm, output_dir, seed, progress),
+                            weight_decay=profile.rm.weight_decay)
 
 
 def head_and_body_groups(model: torch.nn.Module, learning_rate: float, head_lr_multiplier: float) -> list[dict]:
