@@ -158,7 +158,7 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
-        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=16),
+        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
