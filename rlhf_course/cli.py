@@ -1,4 +1,4 @@
-"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``.
+"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``.
 
 Each subcommand is a thin wrapper over a module function, so everything the
 command does can also be done from Python:
@@ -8,6 +8,7 @@ command does can also be done from Python:
     rlhf-course grade submissions/*.ipynb --out grades.csv
     rlhf-course pipeline --help                      # the whole RLHF pipeline
     rlhf-course benchmark pretrain                   # time the tiny model's pretraining
+    rlhf-course footprint --profile colab-t4         # time and GPU memory of each stage, under a cap
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     benchmark.add_arguments(bench)
     bench.set_defaults(run=benchmark.run_from_args)
+
+    footprint = commands.add_parser("footprint", help="wall time and peak GPU memory of each stage, under a memory cap")
+    from . import footprint as footprint_module
+
+    footprint_module.add_arguments(footprint)
+    footprint.set_defaults(run=footprint_module.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")

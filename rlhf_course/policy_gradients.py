@@ -171,10 +171,27 @@ def rollout(
     batch = {key: value.to(policy.device) for key, value in
              pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
     policy.eval()
-    old_logps = token_logprobs(policy, batch)
-    ref_logps = token_logprobs(reference, batch)
+    size = profile.rl.micro_batch_size
+    old_logps = torch.cat([token_logprobs(policy, part) for _, part in micro_batches(batch, size)])
+    ref_logps = torch.cat([token_logprobs(reference, part) for _, part in micro_batches(batch, size)])
     rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().to(policy.device)
     return Rollout(prompts, k, samples.texts, torch.tensor(samples.finished), batch, old_logps, ref_logps, rewards)
+
+
+def micro_batches(batch: dict[str, torch.Tensor], size: int):
+    """Split a batch into consecutive parts of ``size`` rows (one part when ``size`` is 0).
+
+    Yields ``(rows, part)``: the slice of rows a part holds and the part.
+    A loss averaged over rows is the sum of the parts' losses, each weighted
+    by its share of the rows, so accumulating gradients over micro-batches
+    takes the same step as the whole batch in a fraction of the memory (the
+    logits of a 150k-token vocabulary over 64 responses do not fit a T4 at once).
+    """
+    total = len(batch["input_ids"])
+    size = size if 0 < size < total else total
+    for start in range(0, total, size):
+        rows = slice(start, min(start + size, total))
+        yield rows, {key: value[rows] for key, value in batch.items()}
 
 
 # ----------------------------------------------------------------------------- training from scratch
@@ -231,9 +248,14 @@ def train_policy_gradient(
             baseline = shaped.mean() if baseline is None else 0.9 * baseline + 0.1 * shaped.mean()
             advantages = reinforce_advantages(shaped, baseline)
         policy.train()
-        loss = sequence_loss(token_logprobs(policy, roll.batch), advantages, roll.batch["completion_mask"])
         optimizer.zero_grad()
-        loss.backward()
+        loss = 0.0
+        n_rows = len(advantages)
+        for rows, part in micro_batches(roll.batch, settings.micro_batch_size):
+            share = (rows.stop - rows.start) / n_rows
+            part_loss = share * sequence_loss(token_logprobs(policy, part), advantages[rows], part["completion_mask"])
+            part_loss.backward()  # gradients accumulate over micro-batches
+            loss += part_loss.detach()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),

@@ -63,6 +63,7 @@ class RLSettings:
     beta: float = 0.2  # KL penalty to the reference (the SFT model), subtracted from the reward
     grpo_beta: float = 0.5  # GRPO's KL term in the loss, next to unit-scale advantages: other units than beta
     best_of_n: int = 16  # n of the best-of-n stage
+    micro_batch_size: int = 0  # rows per forward/backward pass of a step (gradients accumulate); 0: all at once
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
-        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1),
+        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
