@@ -77,6 +77,34 @@ class RSSettings:
 
 
 @dataclass(frozen=True)
+class DPOSettings:
+    """Direct alignment (DPO, IPO, KTO, ORPO, SimPO) and online DPO: pairs, training, and each loss's β.
+
+    The β of each method is in that method's own units: DPO's multiplies a
+    log-ratio gap, IPO's is the inverse of its target margin, ORPO's weighs the
+    odds-ratio term against the SFT loss, SimPO's multiplies an average
+    per-token log-probability.
+    """
+
+    n_pairs: int = 2000  # offline preference pairs (the annotators' toy-world labels)
+    epochs: float = 2.0
+    learning_rate: float = 2e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    beta: float = 0.1  # DPO (sigmoid loss)
+    ipo_beta: float = 0.1
+    kto_beta: float = 0.1
+    orpo_beta: float = 0.1
+    simpo_beta: float = 2.0
+    simpo_gamma: float = 0.5
+    online_rounds: int = 2  # online DPO: rounds of sample, label with the reward model, train
+    online_prompts: int = 500  # fresh training prompts per round
+    online_k: int = 4  # responses sampled per prompt; the best and the worst by reward make the pair
+    online_epochs: float = 2.0
+    checkpoint_steps: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes between a laptop CPU and a cluster.
 
@@ -98,6 +126,7 @@ class Profile:
         rm: sizes of the reward-model stage.
         rl: sizes of the policy-gradient stages.
         rs: sizes of rejection-sampling fine-tuning.
+        dpo: sizes of direct alignment (DPO and its family) and online DPO.
         description: one line for ``rlhf-course doctor`` and the README.
     """
 
@@ -115,6 +144,7 @@ class Profile:
     rm: RMSettings = field(default_factory=RMSettings)
     rl: RLSettings = field(default_factory=RLSettings)
     rs: RSSettings = field(default_factory=RSSettings)
+    dpo: DPOSettings = field(default_factory=DPOSettings)
     description: str = ""
 
     def replace(self, **changes) -> "Profile":
