@@ -476,7 +476,7 @@ def check_pairs(rows: list[dict], fields: tuple[str, ...] = PAIR_FIELDS, source:
         raise ValueError(f"{source}: no rows; a direct-alignment stage needs at least one preference pair.")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise ValueError(f"{source}, row {i}: expected a dict with fields {', '.join(fields)}; "
+            raise TypeError(f"{source}, row {i}: expected a dict with fields {', '.join(fields)}; "
                              f"got {type(row).__name__}.")
         for name in fields:
             value = row.get(name)
@@ -590,6 +590,7 @@ def train_dpo(
     beta: float | None = None,
     reference_path=None,
     epochs: float | None = None,
+    learning_rate: float | None = None,
 ) -> DirectAlignmentResult:
     """DPO (or any of ``DPOTrainer``'s loss types: ``"ipo"``, ``"hinge"``, ...) on preference ``rows``.
 
@@ -610,8 +611,10 @@ def train_dpo(
         beta = profile.dpo.ipo_beta if loss_type == "ipo" else profile.dpo.beta
     dataset = preference_dataset(rows, tokenizer)
     policy, reference = _policy_and_reference(policy_path, profile, reference_path)
-    config = _config(DPOConfig, **direct_arguments(profile, output_dir, seed, progress, epochs),
-                     loss_type=[loss_type], beta=beta)
+    arguments = direct_arguments(profile, output_dir, seed, progress, epochs)
+    if learning_rate is not None:
+        arguments["learning_rate"] = learning_rate
+    config = _config(DPOConfig, **{**arguments, "loss_type": [loss_type], "beta": beta})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = DPOTrainer(model=policy, ref_model=reference, args=config, train_dataset=dataset,
@@ -751,7 +754,8 @@ def online_dpo(
     Round r draws ``profile.dpo.online_prompts`` fresh training prompts, makes
     best-versus-worst pairs among ``profile.dpo.online_k`` samples of the
     current policy (:func:`on_policy_pairs`), and runs :func:`train_dpo` from
-    the current policy for ``profile.dpo.online_epochs``. The model of round r
+    the current policy for ``profile.dpo.online_epochs`` at
+    ``profile.dpo.online_learning_rate``. The model of round r
     is saved under ``output_dir/round<r>/final``; the last is the result.
 
     The reference stays the original model at ``policy_path`` (the SFT model)
@@ -782,7 +786,8 @@ def online_dpo(
                                "pairs to learn from; sample more responses per prompt (profile.dpo.online_k).")
         out = Path(output_dir) / f"round{r}"
         result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
-                           beta=beta, reference_path=policy_path, epochs=settings.online_epochs)
+                           beta=beta, reference_path=policy_path, epochs=settings.online_epochs,
+                           learning_rate=settings.online_learning_rate)
         history += [{**e, "round": r} for e in result.log_history]
         gap = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
         summaries.append({"round": r, "pairs": len(rows), "mean_reward_gap": sum(gap) / len(gap),
