@@ -591,14 +591,18 @@ def train_dpo(
     reference_path=None,
     epochs: float | None = None,
     learning_rate: float | None = None,
+    nll_weight: float | None = None,
 ) -> DirectAlignmentResult:
     """DPO (or any of ``DPOTrainer``'s loss types: ``"ipo"``, ``"hinge"``, ...) on preference ``rows``.
 
     The policy starts from the model saved at ``policy_path``; the reference is
     the model saved at ``reference_path`` (default: the same, i.e. the SFT
     model), loaded separately and passed to TRL. ``beta`` defaults to
-    ``profile.dpo.beta`` (``profile.dpo.ipo_beta`` for IPO). With
-    ``profile.lora`` the adapters are merged back at the end.
+    ``profile.dpo.beta`` (``profile.dpo.ipo_beta`` for IPO). A positive
+    ``nll_weight`` adds that many times the SFT loss on the chosen responses
+    (TRL's ``"sft"`` loss type; RPO's recipe), which keeps the likelihood of
+    the good responses from falling. With ``profile.lora`` the adapters are
+    merged back at the end.
     """
     from trl import DPOConfig, DPOTrainer
 
@@ -614,7 +618,10 @@ def train_dpo(
     arguments = direct_arguments(profile, output_dir, seed, progress, epochs)
     if learning_rate is not None:
         arguments["learning_rate"] = learning_rate
-    config = _config(DPOConfig, **{**arguments, "loss_type": [loss_type], "beta": beta})
+    losses = {"loss_type": [loss_type], "beta": beta}
+    if nll_weight:
+        losses.update(loss_type=[loss_type, "sft"], loss_weights=[1.0, nll_weight])
+    config = _config(DPOConfig, **{**arguments, **losses})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = DPOTrainer(model=policy, ref_model=reference, args=config, train_dataset=dataset,
@@ -755,8 +762,10 @@ def online_dpo(
     best-versus-worst pairs among ``profile.dpo.online_k`` samples of the
     current policy (:func:`on_policy_pairs`), and runs :func:`train_dpo` from
     the current policy for ``profile.dpo.online_epochs`` at
-    ``profile.dpo.online_learning_rate``. The model of round r
-    is saved under ``output_dir/round<r>/final``; the last is the result.
+    ``profile.dpo.online_learning_rate``, with ``profile.dpo.online_nll_weight``
+    times the SFT loss on the chosen (best) responses added. The model of round r
+    is saved under ``output_dir/round<r>/final``; the last is the result, also
+    saved as ``output_dir/final``.
 
     The reference stays the original model at ``policy_path`` (the SFT model)
     in every round, so β keeps bounding the distance from the SFT model, as the
@@ -787,10 +796,15 @@ def online_dpo(
         out = Path(output_dir) / f"round{r}"
         result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
                            beta=beta, reference_path=policy_path, epochs=settings.online_epochs,
-                           learning_rate=settings.online_learning_rate)
+                           learning_rate=settings.online_learning_rate, nll_weight=settings.online_nll_weight)
         history += [{**e, "round": r} for e in result.log_history]
         gap = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
         summaries.append({"round": r, "pairs": len(rows), "mean_reward_gap": sum(gap) / len(gap),
                           "seconds": result.seconds})
         current, model = out / "final", result.model
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # the last round is the stage's result, saved where every stage keeps its own
+        model.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
     return DirectAlignmentResult(model, history, time.perf_counter() - start, "online_dpo", summaries)

@@ -86,14 +86,14 @@ class DPOSettings:
     per-token log-probability.
     """
 
-    n_pairs: int = 2000  # offline preference pairs (the annotators' toy-world labels)
-    epochs: float = 2.0
-    learning_rate: float = 1e-4
+    n_pairs: int = 4000  # offline preference pairs (the annotators' toy-world labels)
+    epochs: float = 1.0  # one pass over more pairs beats several over fewer (less overfitting to the labels)
+    learning_rate: float = 2e-4
     batch_size: int = 32
     grad_accum: int = 1
-    beta: float = 0.3  # DPO (sigmoid loss)
+    beta: float = 0.5  # DPO (sigmoid loss)
     ipo_beta: float = 1.0  # TRL's IPO averages log-ratios per token: the target gap 1/(2β) is per token
-    kto_beta: float = 0.1
+    kto_beta: float = 0.5
     orpo_beta: float = 0.1
     simpo_beta: float = 2.0
     simpo_gamma: float = 0.5
@@ -102,6 +102,7 @@ class DPOSettings:
     online_k: int = 8  # responses sampled per prompt; the best and the worst by reward make the pair
     online_epochs: float = 2.0
     online_learning_rate: float = 2e-4
+    online_nll_weight: float = 0.0  # adds this times the SFT loss on each round's chosen (best) responses
     checkpoint_steps: int = 0
 
 

@@ -129,6 +129,7 @@ def test_online_dpo_trains_each_round_against_the_sft_reference(tiny_policy, tmp
     assert all(r["mean_reward_gap"] > 0 for r in result.rounds)
     for r in (1, 2):
         assert (tmp_path / f"round{r}" / "final" / "model.safetensors").exists()
+    assert (tmp_path / "final" / "model.safetensors").exists()
     sft = load_policy(path, profile).state_dict()
     assert len(references) == 2
     assert all(all(torch.equal(ref[k], sft[k]) for k in sft) for ref in references), "reference = SFT, every round"
