@@ -762,9 +762,9 @@ def online_dpo(
     best-versus-worst pairs among ``profile.dpo.online_k`` samples of the
     current policy (:func:`on_policy_pairs`), and runs :func:`train_dpo` from
     the current policy for ``profile.dpo.online_epochs`` at
-    ``profile.dpo.online_learning_rate``, with ``profile.dpo.online_nll_weight``
-    times the SFT loss on the chosen (best) responses added. The model of round r
-    is saved under ``output_dir/round<r>/final``; the last is the result, also
+    ``profile.dpo.online_learning_rate`` and β = ``profile.dpo.online_beta``
+    (``beta`` overrides it), with ``profile.dpo.online_nll_weight`` times the
+    SFT loss on the chosen (best) responses added. The model of round r is saved under ``output_dir/round<r>/final``; the last is the result, also
     saved as ``output_dir/final``.
 
     The reference stays the original model at ``policy_path`` (the SFT model)
@@ -795,8 +795,9 @@ def online_dpo(
                                "pairs to learn from; sample more responses per prompt (profile.dpo.online_k).")
         out = Path(output_dir) / f"round{r}"
         result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
-                           beta=beta, reference_path=policy_path, epochs=settings.online_epochs,
-                           learning_rate=settings.online_learning_rate, nll_weight=settings.online_nll_weight)
+                           beta=settings.online_beta if beta is None else beta, reference_path=policy_path,
+                           epochs=settings.online_epochs, learning_rate=settings.online_learning_rate,
+                           nll_weight=settings.online_nll_weight)
         history += [{**e, "round": r} for e in result.log_history]
         gap = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
         summaries.append({"round": r, "pairs": len(rows), "mean_reward_gap": sum(gap) / len(gap),

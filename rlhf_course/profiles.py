@@ -94,7 +94,7 @@ class DPOSettings:
     beta: float = 0.5  # DPO (sigmoid loss)
     ipo_beta: float = 1.0  # TRL's IPO averages log-ratios per token: the target gap 1/(2β) is per token
     kto_beta: float = 0.5
-    orpo_beta: float = 0.1
+    orpo_beta: float = 2.0  # TRL ORPO also trains on the prompt tokens; a small beta leaves the SFT term in charge
     simpo_beta: float = 2.0
     simpo_gamma: float = 0.5
     online_rounds: int = 2  # online DPO: rounds of sample, label with the reward model, train
@@ -102,6 +102,7 @@ class DPOSettings:
     online_k: int = 8  # responses sampled per prompt; the best and the worst by reward make the pair
     online_epochs: float = 2.0
     online_learning_rate: float = 2e-4
+    online_beta: float = 0.3  # DPO's beta in online rounds
     online_nll_weight: float = 0.0  # adds this times the SFT loss on each round's chosen (best) responses
     checkpoint_steps: int = 0
 
