@@ -764,7 +764,8 @@ def online_dpo(
     the current policy for ``profile.dpo.online_epochs`` at
     ``profile.dpo.online_learning_rate`` and β = ``profile.dpo.online_beta``
     (``beta`` overrides it), with ``profile.dpo.online_nll_weight`` times the
-    SFT loss on the chosen (best) responses added. The model of round r is saved under ``output_dir/round<r>/final``; the last is the result, also
+    SFT loss on the chosen (best) responses added. The model of round r is
+    saved under ``output_dir/round<r>/final``; the last is the result, also
     saved as ``output_dir/final``.
 
     The reference stays the original model at ``policy_path`` (the SFT model)
@@ -805,7 +806,7 @@ def online_dpo(
         current, model = out / "final", result.model
     import os
 
-    if os.environ.get("RANK", "0") == "0":  # the last round is the stage's result, saved where every stage keeps its own
+    if os.environ.get("RANK", "0") == "0":  # the last round is the result, saved where every stage keeps its own
         model.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
         tokenizer.save_pretrained(Path(output_dir) / "final")
     return DirectAlignmentResult(model, history, time.perf_counter() - start, "online_dpo", summaries)
