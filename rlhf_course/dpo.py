@@ -710,6 +710,43 @@ def train_simpo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir
                                       "simpo_gamma": settings.simpo_gamma if gamma is None else gamma})
 
 
+def trl_loss_on_batch(policy, reference, tokenizer, rows: list[dict], profile, beta: float) -> dict:
+    """TRL's DPO loss on one real batch of ``rows``, with the four sequence log-probabilities that produce it.
+
+    Builds a ``DPOTrainer`` for ``policy`` and ``reference``, takes one batch
+    (all of ``rows``, at most 64) from its data loader and lets the trainer
+    compute the loss. The log-probabilities are computed independently, with
+    :func:`rlhf_course.sampling.completion_logprobs`, so that the Direct
+    Alignment lab's check can ask: fed these numbers, does the learner's
+    ``dpo_loss`` give what TRL gave? Returns a dict with ``loss``, ``beta`` and
+    ``policy_chosen_logps``, ``policy_rejected_logps``, ``ref_chosen_logps``,
+    ``ref_rejected_logps``.
+    """
+    import tempfile
+
+    from trl import DPOConfig, DPOTrainer
+
+    from .sampling import completion_logprobs
+
+    rows = rows[:64]
+    with tempfile.TemporaryDirectory() as out, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        args = {**direct_arguments(profile, out, progress=False), "per_device_train_batch_size": len(rows)}
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=_config(DPOConfig, **args, loss_type=["sigmoid"],
+                                                                             beta=beta),
+                             train_dataset=preference_dataset(rows, tokenizer), processing_class=tokenizer)
+        batch = next(iter(trainer.get_train_dataloader()))
+        was_training = policy.training
+        policy.eval()
+        with torch.no_grad():
+            loss = trainer.compute_loss(policy, batch).item()
+        policy.train(was_training)
+    prompts = [r["prompt"] for r in rows]
+    logps = {f"{who}_{kind}_logps": completion_logprobs(model, tokenizer, prompts, [r[kind] for r in rows])
+             for who, model in (("policy", policy), ("ref", reference)) for kind in ("chosen", "rejected")}
+    return {"loss": loss, "beta": beta, **logps}
+
+
 # ----------------------------------------------------------------------------- online (iterative) DPO
 
 

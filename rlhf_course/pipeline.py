@@ -29,6 +29,13 @@ same held-out test prompts with the gold reward. The output folder gets:
     log n − (n−1)/n; ``kl_excess_over_bound`` maps n = 2 … 64 to the estimated
     KL minus the bound (at most 0: the bound holds).
 
+    The direct-alignment stages (``dpo``, ``ipo``, ``kto``, ``orpo``, ``simpo``,
+    ``online_dpo``) record the same fields (``proxy_reward`` when the reward
+    model exists; ``online_dpo`` needs it to label its pairs) plus
+    ``final_reward_accuracy`` and ``final_reward_margin``: over the last logged
+    training steps, the share of pairs whose chosen response has the higher
+    implicit reward (not logged by KTO, which has no pairs) and the mean margin.
+
     Stages that train add their own fields (for example ``first_loss`` and
     ``final_loss``, the first and last logged training loss). The reward-model
     stage ``rm`` is not a policy; its entry holds ``rm_accuracy_gold`` (held-out
@@ -61,6 +68,7 @@ from . import __version__
 from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
+from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
 from .policy_gradients import train_grpo, train_policy_gradient
 from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_n_kl, rejection_sampling_finetune
 from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
@@ -68,11 +76,14 @@ from .reward_model import (evaluate_reward_model, load_reward_function, reward_m
 from .sft import load_demonstrations, load_policy, train_sft
 from .toyworld import make_prompts
 
-STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo")
+STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "dpo", "ipo", "kto", "orpo", "simpo",
+          "online_dpo")
 # Run when --stages is not given: every stage built so far.
 DEFAULT_STAGES = STAGES
-POLICY_STAGES = ("base", "sft", "bon", "rs_ft", "reinforce", "rloo", "grpo")
 RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo")  # optimise against the reward model
+DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn from preference pairs directly
+POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
+DIRECT_TRAINERS = {"dpo": train_dpo, "ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
                  "kl_to_ref", "seconds")
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")
@@ -194,6 +205,35 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     return {**entry, "seconds": time.perf_counter() - start}
 
 
+def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: Path,
+                 samples: dict[str, PolicySamples], progress: bool) -> dict:
+    """Train the SFT policy with a direct-alignment method (``rlhf_course.dpo``), save it, and measure it.
+
+    The offline methods learn from ``profile.dpo.n_pairs`` toy-world preference
+    pairs; ``online_dpo`` labels its own samples with the reward model. The
+    proxy reward is recorded whenever the reward model exists, so every stage
+    can be read on the same axes.
+    """
+    start = time.perf_counter()
+    sft_path, rm_path = out / "sft" / "final", out / "rm" / "final"
+    reward_fn = load_reward_function(rm_path, tokenizer, profile) if (rm_path / "config.json").exists() else None
+    if stage == "online_dpo":
+        if reward_fn is None:
+            raise FileNotFoundError(f"online_dpo labels its pairs with the reward model, but {rm_path} does not exist. "
+                                    "Run the rm stage first (--stages sft,rm,online_dpo).")
+        result = online_dpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
+                            progress=progress)
+    else:
+        result = DIRECT_TRAINERS[stage](sft_path, tokenizer, toy_pairs(profile, seed), profile,
+                                        output_dir=out / stage, seed=seed, progress=progress)
+    entry, samples[stage] = measure(stage, result.model, load_policy(sft_path, profile), tokenizer, prompts, profile,
+                                    seed, samples, reward_fn)
+    for key, name in (("rewards/accuracies", "final_reward_accuracy"), ("rewards/margins", "final_reward_margin")):
+        curve = result.curve(key)  # KTO logs no accuracy: it has no pairs
+        entry[name] = curve[-1][1] if curve else None
+    return {**entry, "seconds": time.perf_counter() - start}
+
+
 def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> PolicySamples:
     """The saved SFT model's samples on the test prompts (when this run did not train it)."""
     path = out / "sft" / "final"
@@ -232,12 +272,14 @@ def run_pipeline(
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
     if "rm" in stages:
         results["stages"]["rm"] = rm_stage(tokenizer, profile, seed, out, progress)
-    if any(stage in stages for stage in RL_STAGES):
+    if any(stage in stages for stage in (*RL_STAGES, *DIRECT_STAGES)):
         samples.setdefault("sft", sft_samples(out, tokenizer, prompts, profile, seed))
     if "bon" in stages:
         results["stages"]["bon"] = bon_stage(tokenizer, prompts, profile, seed, out, samples)
     for stage in [s for s in RL_STAGES if s in stages and s != "bon"]:
         results["stages"][stage] = rl_stage(stage, tokenizer, prompts, profile, seed, out, samples, progress)
+    for stage in [s for s in DIRECT_STAGES if s in stages]:
+        results["stages"][stage] = direct_stage(stage, tokenizer, prompts, profile, seed, out, samples, progress)
 
     if rank() == 0:
         write_results(results, out)

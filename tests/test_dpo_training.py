@@ -174,3 +174,18 @@ def test_smol_dpo_takes_two_lora_steps(tmp_path, monkeypatch):
     assert not hasattr(result.model, "peft_config")
     assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
     assert (tmp_path / "dpo" / "final" / "model.safetensors").exists()
+
+
+def test_trl_loss_on_batch_matches_the_package_loss_on_its_log_probs(tiny_policy):
+    path, tokenizer = tiny_policy
+    profile = get_profile("tiny")
+    policy, reference = load_policy(path, profile), load_policy(path, profile)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a reference that differs from the policy, so the margins are not all zero
+        for parameter in reference.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    batch = dpo.trl_loss_on_batch(policy, reference, tokenizer, dpo.toy_pairs(profile, 0, n=8), profile, beta=0.5)
+    args = [batch[k] for k in ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")]
+    assert all(a.shape == (8,) for a in args)
+    assert abs(dpo.dpo_loss(*args, 0.5)[0].item() - batch["loss"]) < 1e-5
+    assert abs(batch["loss"] - math.log(2)) > 1e-3
