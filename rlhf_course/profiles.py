@@ -65,6 +65,27 @@ class RLSettings:
 
 
 @dataclass(frozen=True)
+class PPOSettings:
+    """PPO's own knobs; rollout sizes, steps and the KL coefficient β come from :class:`RLSettings`.
+
+    Defaults follow Huang et al. (2024), "The N+ Implementation Details of RLHF
+    with PPO": γ = 1, λ = 0.95, ε = ε_V = 0.2, value coefficient 0.1, 4 epochs.
+    """
+
+    epochs: int = 4  # passes over each rollout batch
+    minibatches: int = 4  # gradient steps per pass (the batch is split into this many minibatches)
+    learning_rate: float = 1e-4  # one optimiser for the policy and the critic
+    clip: float = 0.2  # ε of the clipped surrogate: ratios are clipped to [1 − ε, 1 + ε]
+    value_clip: float = 0.2  # ε_V of the clipped value loss, in units of reward
+    vf_coef: float = 0.1  # c_V: loss = −L^CLIP + c_V · L^V
+    gamma: float = 1.0  # discount of GAE
+    lam: float = 0.95  # λ of GAE
+    max_approx_kl: float = 0.05  # stop a batch's epochs once KL(π_old ‖ π_θ) per token exceeds this; 0: never
+    missing_eos_penalty: float = 2.0  # subtracted from the score of a response cut off before its EOS
+    kl_estimator: str = "k1"  # per-token KL penalty in the reward: "k1" (log-ratio) or "k3"
+
+
+@dataclass(frozen=True)
 class RSSettings:
     """Rejection-sampling fine-tuning: rounds of sample n, keep the best k, SFT on them."""
 
@@ -97,6 +118,7 @@ class Profile:
         sft: sizes of the instruction-tuning stage.
         rm: sizes of the reward-model stage.
         rl: sizes of the policy-gradient stages.
+        ppo: PPO's settings on top of ``rl`` (epochs, clipping, GAE, the critic).
         rs: sizes of rejection-sampling fine-tuning.
         description: one line for ``rlhf-course doctor`` and the README.
     """
@@ -114,6 +136,7 @@ class Profile:
     sft: SFTSettings = field(default_factory=SFTSettings)
     rm: RMSettings = field(default_factory=RMSettings)
     rl: RLSettings = field(default_factory=RLSettings)
+    ppo: PPOSettings = field(default_factory=PPOSettings)
     rs: RSSettings = field(default_factory=RSSettings)
     description: str = ""
 
@@ -139,6 +162,7 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSettings(n_demonstrations=400, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2),
         rm=RMSettings(n_pairs=800, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2, n_eval_pairs=200),
         rl=RLSettings(steps=20, prompts_per_step=8, k=4, learning_rate=2e-5, beta=0.1, best_of_n=8),
+        ppo=PPOSettings(epochs=2, minibatches=2, learning_rate=2e-5),
         rs=RSSettings(rounds=2, n_prompts=100, n=4, epochs=1.0, learning_rate=1e-4),
         description="SmolLM2-135M-Instruct with LoRA on the toy world; CPU or GPU, minutes, no download needed",
     ),
@@ -158,6 +182,7 @@ PROFILES: dict[str, Profile] = {
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
         rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1),
+        ppo=PPOSettings(epochs=2, minibatches=4, learning_rate=1e-5),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
         description="a 0.5B instruct model with LoRA, real hub datasets; one free Colab T4, fp16, <= 20 min a lab",
     ),
@@ -177,6 +202,7 @@ PROFILES: dict[str, Profile] = {
         rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
         rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
+        ppo=PPOSettings(epochs=4, minibatches=8, learning_rate=1e-6, max_approx_kl=0.02),
         rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
         description="1B-8B models on N GPUs via `accelerate launch` (DDP, ZeRO-3, FSDP2); a recipe, not a CI job",
     ),
