@@ -1,4 +1,4 @@
-"""Token-level pieces of policy-gradient RLHF: rewards, advantages, the loss.
+"""PPO for language models: token-level rewards and advantages, the clipped losses, the training loop.
 
 RLHF with PPO treats the generation of a response y = (y_1, …, y_T) to a
 prompt x as an episode of T steps. The state at step t is (x, y_<t), the

