@@ -149,6 +149,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         model="tiny",
+        ppo=PPOSettings(epochs=2, minibatches=2),  # 4 updates a batch: more did not help on the toy world
         description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, minutes a lab",
     ),
     "smol": Profile(
