@@ -1,4 +1,4 @@
-"""Token-level pieces of policy-gradient RLHF: rewards, advantages, the loss.
+"""PPO for language models: token-level rewards and advantages, the clipped losses, the training loop.
 
 RLHF with PPO treats the generation of a response y = (y_1, …, y_T) to a
 prompt x as an episode of T steps. The state at step t is (x, y_<t), the
@@ -13,20 +13,48 @@ action is the token y_t, and:
 - :func:`policy_gradient_loss` is the surrogate loss whose gradient is the
   score-function (REINFORCE) estimate of the policy gradient.
 
-Shapes: every per-token tensor is ``(batch, T)``, one row per response,
-with position ``t`` for the response's token ``t`` (prompt tokens are not
-part of the episode). Responses of different lengths are *right-padded* and
-come with a ``mask`` of the same shape that is 1 on real tokens and 0 on
-padding, so each row is a block of ones followed by zeros. Outputs are 0
-on padding.
+On top of these, PPO (Schulman et al. 2017, "Proximal Policy Optimization
+Algorithms") adds:
 
-The functions are written for reading, one loop or one line each; PPO's
-clipped objective and the training loop come in the policy-gradient chapter.
+- :func:`whiten`: advantages normalised over the real tokens of a batch;
+- :func:`clipped_policy_loss`: the clipped surrogate, with the clip fraction
+  and an approximate KL(π_old ‖ π_θ) to watch;
+- :func:`clipped_value_loss`: the critic's regression onto the returns, clipped
+  around its old predictions;
+- :func:`missing_eos_penalty`, :func:`should_stop_early` and :func:`token_values`;
+- :func:`train_ppo`: the loop of the PPO chapter, in one screen, on the same
+  :func:`rlhf_course.policy_gradients.rollout` as REINFORCE and RLOO.
+
+Shapes: every per-token tensor is ``(batch, T)``, one row per sequence. A
+row's real tokens form one contiguous block marked by ``mask`` (1 on real
+tokens, 0 elsewhere): either right-padded responses (a block of ones then
+zeros) or, as in the training loop, prompt + response rows whose mask is the
+``completion_mask`` of :func:`rlhf_course.sampling.pack` (zeros on the prompt,
+ones on the response, zeros on the padding). Outputs are 0 off the mask.
+
+The functions are written for reading, one loop or one line each. The
+implementation details follow Huang et al. 2024, "The N+ Implementation
+Details of RLHF with PPO".
 """
 
 from __future__ import annotations
 
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
 import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from .models import device, lora_config, quiet_libraries
+from .policy_gradients import PolicyGradientResult, RewardFunction, rollout
+from .profiles import Profile
+from .regularization import kl_estimators
+from .sampling import token_logprobs
+from .toyworld import make_prompts
 
 
 def _mask_like(mask: torch.Tensor | None, reference: torch.Tensor) -> torch.Tensor:
@@ -44,30 +72,38 @@ def kl_penalised_rewards(
     logp_ref: torch.Tensor,
     beta: float,
     mask: torch.Tensor | None = None,
+    estimator: str = "k1",
 ) -> torch.Tensor:
     """Per-token rewards of the KL-regularised objective, shape ``(batch, T)``.
 
-    r_t = −β (log π_θ(y_t | x, y_<t) − log π_ref(y_t | x, y_<t)) + [t = last] · score.
+    r_t = −β kl_t + [t = last] · score, with kl_t a per-token estimate of
+    KL(π_θ ‖ π_ref) on the sampled token (:func:`rlhf_course.regularization.kl_estimators`):
 
-    Summed over a response, the penalty is −β times the k1 estimate of
-    KL(π_θ ‖ π_ref) on that response (:func:`rlhf_course.regularization.kl_estimators`),
-    so the return of the episode is r_φ(x, y) − β log(π_θ(y|x) / π_ref(y|x)),
-    the shaped reward of the KL-regularised objective.
+    - ``"k1"`` (the default, InstructGPT's): kl_t = log π_θ(y_t | ·) − log π_ref(y_t | ·).
+      Summed over a response, the return is r_φ(x, y) − β log(π_θ(y|x) / π_ref(y|x)),
+      the shaped reward of the KL-regularised objective. Single tokens can be
+      rewarded (kl_t < 0) for being likelier under the reference.
+    - ``"k3"``: kl_t = (ρ_t − 1) − log ρ_t with ρ_t = π_ref / π_θ. Also unbiased
+      per token, never negative, lower in variance near π_θ ≈ π_ref.
 
     Args:
         scores: the reward model's score of each response, shape ``(batch,)``.
         logp_policy, logp_ref: per-token log-probabilities of the sampled
             tokens under the policy and the reference, shape ``(batch, T)``.
         beta: the strength of the KL penalty.
-        mask: 1 on real tokens, 0 on right padding; ``None`` means no padding.
+        mask: 1 on the real tokens of each row (one contiguous block); ``None`` means all.
+        estimator: ``"k1"``, ``"k2"`` or ``"k3"``.
 
-    The rewards are data for the RL step, not part of its graph, so they are
-    computed from detached inputs.
+    The score goes on the last real token of each row. The rewards are data
+    for the RL step, not part of its graph, so they are computed from detached inputs.
     """
+    if estimator not in ("k1", "k2", "k3"):
+        raise ValueError(f"estimator must be 'k1', 'k2' or 'k3'; got {estimator!r}.")
     logp_policy, logp_ref, scores = logp_policy.detach(), logp_ref.detach(), scores.detach()
     mask = _mask_like(mask, logp_policy)
-    rewards = -beta * (logp_policy - logp_ref) * mask
-    last = (mask.sum(dim=1).long() - 1).clamp(min=0)  # index of each response's last real token
+    rewards = -beta * kl_estimators(logp_policy, logp_ref)[estimator] * mask
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    last = (positions * mask).argmax(dim=1)  # index of each row's last real token
     rows = torch.arange(rewards.shape[0], device=rewards.device)
     rewards[rows, last] += scores.to(rewards.dtype) * (mask.sum(dim=1) > 0)
     return rewards
@@ -148,3 +184,318 @@ def policy_gradient_loss(
         )
     mask = _mask_like(mask, logp_policy)
     return -(advantages.detach() * logp_policy * mask).sum() / mask.sum().clamp(min=1)
+
+
+# ----------------------------------------------------------------------------- PPO's pieces
+
+
+def whiten(values: torch.Tensor, mask: torch.Tensor | None = None, shift_mean: bool = True,
+           eps: float = 1e-8) -> torch.Tensor:
+    """Normalise ``values`` over the real tokens of a batch: (x − mean) / std.
+
+    Mean and (population) standard deviation are taken over the entries where
+    ``mask`` is 1; entries off the mask come back 0. With ``shift_mean=False``
+    the values are only divided by the standard deviation, not shifted: the
+    right thing for per-token *rewards*, where a shift would add a constant to
+    every token and so a bonus or penalty for length (see the chapter's last
+    exercise). Advantages may be shifted freely: a constant is a baseline.
+    """
+    mask = _mask_like(mask, values)
+    n = mask.sum().clamp(min=1)
+    mean = (values * mask).sum() / n
+    std = (((values - mean) ** 2 * mask).sum() / n).sqrt()
+    centred = values - mean if shift_mean else values
+    return centred / (std + eps) * mask
+
+
+class PolicyLoss(NamedTuple):
+    """What :func:`clipped_policy_loss` returns: the loss and two numbers to watch."""
+
+    loss: torch.Tensor  # −L^CLIP, the masked token mean; the one to backpropagate
+    clip_fraction: float  # share of real tokens whose clipped term was used (zero gradient)
+    approx_kl: float  # mean k3 estimate of KL(π_old ‖ π_θ) per token
+
+
+def clipped_policy_loss(
+    new_logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    clip: float = 0.2,
+) -> PolicyLoss:
+    """PPO's clipped surrogate as a loss: −mean over real tokens of min(r A, clip(r, 1 − ε, 1 + ε) A).
+
+    The ratio r_t = π_θ(y_t | ·) / π_old(y_t | ·) is formed as
+    exp(log π_θ − log π_old). The minimum is pessimistic: once the ratio has
+    left [1 − ε, 1 + ε] in the direction the advantage asks for (r > 1 + ε with
+    A > 0, r < 1 − ε with A < 0), the clipped term is used, which is constant,
+    and the token's gradient is zero; in every other case the token keeps its
+    importance-weighted policy gradient. ``clip_fraction`` is the share of
+    real tokens in that first case.
+
+    ``approx_kl`` is the mean of k3 = (r − 1) − log r over the tokens, which were
+    sampled from π_old: an unbiased, never negative estimate of
+    KL(π_old ‖ π_θ) per token (the roles of :mod:`rlhf_course.regularization`
+    with the two policies swapped), used to stop a batch's epochs early.
+    """
+    if not new_logps.shape == old_logps.shape == advantages.shape:
+        raise ValueError(f"new_logps, old_logps and advantages must have the same shape; got "
+                         f"{tuple(new_logps.shape)}, {tuple(old_logps.shape)} and {tuple(advantages.shape)}.")
+    mask = _mask_like(mask, new_logps)
+    n = mask.sum().clamp(min=1)
+    advantages, old_logps = advantages.detach(), old_logps.detach()
+    log_ratio = (new_logps - old_logps) * mask
+    ratio = log_ratio.exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip, 1 + clip) * advantages
+    loss = -(torch.minimum(unclipped, clipped) * mask).sum() / n
+    with torch.no_grad():
+        used_clip = ((clipped < unclipped) * mask).sum() / n
+        approx_kl = ((ratio - 1 - log_ratio) * mask).sum() / n
+    return PolicyLoss(loss, used_clip.item(), approx_kl.item())
+
+
+class ValueLoss(NamedTuple):
+    """What :func:`clipped_value_loss` returns."""
+
+    loss: torch.Tensor  # L^V, the masked token mean
+    clip_fraction: float  # share of real tokens where the clipped error was the larger (zero gradient)
+
+
+def clipped_value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor | None = None,
+    clip: float = 0.2,
+) -> ValueLoss:
+    """The critic's loss: ½ mean over real tokens of max((V − R)², (V_clip − R)²).
+
+    V_clip = V_old + clip(V − V_old, −ε_V, ε_V) may move at most ε_V (in units
+    of reward) from the critic's prediction when the batch was collected. The
+    maximum is pessimistic like the policy clip: once V has moved more than
+    ε_V *towards* the target R, the clipped error is the larger one and its
+    gradient is zero; a move away from the target keeps its full gradient.
+    (A "code-level optimisation" of OpenAI's PPO; Engstrom et al. 2020.)
+    """
+    if not values.shape == old_values.shape == returns.shape:
+        raise ValueError(f"values, old_values and returns must have the same shape; got "
+                         f"{tuple(values.shape)}, {tuple(old_values.shape)} and {tuple(returns.shape)}.")
+    mask = _mask_like(mask, values)
+    n = mask.sum().clamp(min=1)
+    old_values, returns = old_values.detach(), returns.detach()
+    clipped_values = old_values + (values - old_values).clamp(-clip, clip)
+    error = (values - returns) ** 2
+    clipped_error = (clipped_values - returns) ** 2
+    loss = 0.5 * (torch.maximum(error, clipped_error) * mask).sum() / n
+    with torch.no_grad():
+        used_clip = ((clipped_error > error) * mask).sum() / n
+    return ValueLoss(loss, used_clip.item())
+
+
+def missing_eos_penalty(scores: torch.Tensor, finished: torch.Tensor, penalty: float) -> torch.Tensor:
+    """Scores with ``penalty`` subtracted from every response that did not finish.
+
+    A response cut off at the length limit has no EOS token: the reward model
+    never saw anything like it, and nothing would teach the policy to stop.
+    Penalising it makes finishing part of the task (the "EOS trick" of Huang
+    et al. 2024, who replace such a score by a fixed −1; subtracting keeps the
+    reward model's ordering among unfinished responses). ``finished`` is
+    :attr:`rlhf_course.policy_gradients.Rollout.finished`.
+    """
+    finished = finished.to(device=scores.device, dtype=torch.bool)
+    return scores - penalty * (~finished).to(scores.dtype)
+
+
+def should_stop_early(approx_kl: float, limit: float) -> bool:
+    """True once the policy has moved more than ``limit`` nats per token from π_old; never if ``limit`` <= 0.
+
+    Clipping is a soft trust region: ratios drift out of the band as epochs go
+    on. Stopping a batch's updates when the approximate KL(π_old ‖ π_θ)
+    exceeds a limit makes each batch's step self-limiting.
+    """
+    return limit > 0 and approx_kl > limit
+
+
+# ----------------------------------------------------------------------------- the critic
+
+
+def value_model_from(path: str | Path, profile: Profile) -> PreTrainedModel:
+    """A critic warm-started from a saved model, usually the reward model (InstructGPT's choice).
+
+    The checkpoint is loaded as a one-output sequence-classification model:
+    the reward model's own head, or a fresh head on a policy checkpoint.
+    :func:`token_values` reads that head at every position.
+    """
+    import warnings
+
+    from transformers import AutoModelForSequenceClassification
+
+    quiet_libraries()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        critic = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=torch.float32,
+                                                                    trust_remote_code=False)
+    if critic.config.pad_token_id is None:
+        critic.config.pad_token_id = critic.config.eos_token_id
+    return critic.to(device())
+
+
+def token_values(critic: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """V_t = V(x, y_<t) for every position of a packed batch, 0 outside the completion.
+
+    A sequence-classification model applies its ``score`` head to the hidden
+    state of every position and keeps the last; here all of them are kept. The
+    state before token t ends with token t − 1, so position t takes the head's
+    output at t − 1, the same alignment as :func:`rlhf_course.sampling.token_logprobs`.
+    """
+    body = getattr(critic, critic.base_model_prefix)
+    hidden = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    values = critic.score(hidden).squeeze(-1).float()
+    return torch.nn.functional.pad(values[:, :-1], (1, 0)) * batch["completion_mask"]
+
+
+# ----------------------------------------------------------------------------- data parallelism
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size). Under ``torchrun`` or ``accelerate launch``, joins the process group."""
+    from accelerate import PartialState
+
+    state = PartialState()  # initialises torch.distributed from the launcher's environment
+    return state.process_index, state.num_processes
+
+
+def _all_mean(value: torch.Tensor | float) -> float:
+    """The mean of a number over all ranks (itself when not distributed)."""
+    value = torch.as_tensor(value, dtype=torch.float64)
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        value = value.to(device())
+        torch.distributed.all_reduce(value)
+        value = value / torch.distributed.get_world_size()
+    return float(value)
+
+
+def _average_gradients(parameters: list[torch.nn.Parameter]) -> None:
+    """Average gradients over ranks, so every rank takes the same step (what DDP does for you)."""
+    if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+        for p in parameters:
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= torch.distributed.get_world_size()
+
+
+# ----------------------------------------------------------------------------- training
+
+
+@dataclass
+class PPOResult(PolicyGradientResult):
+    """A trained policy, its critic, and one row of measurements per step."""
+
+    critic: PreTrainedModel | None = None
+
+
+def train_ppo(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    critic: PreTrainedModel | str | Path,
+    tokenizer: PreTrainedTokenizerBase,
+    reward_fn: RewardFunction,
+    profile: Profile,
+    *,
+    seed: int = 0,
+    progress: bool = True,
+) -> PPOResult:
+    """Train ``policy`` (in place) with PPO against ``reward_fn``, with a separate critic.
+
+    ``critic`` is a one-output sequence-classification model or the path of
+    one, usually the reward model (``<run>/rm/final``), loaded with
+    :func:`value_model_from`. Each step, with ``rl = profile.rl`` and
+    ``ppo = profile.ppo``:
+
+    1. roll out ``rl.k`` responses to each of ``rl.prompts_per_step`` training
+       prompts (:func:`rlhf_course.policy_gradients.rollout`), record the
+       critic's values; penalise responses without EOS;
+    2. per-token rewards with the KL penalty ``rl.beta`` (``ppo.kl_estimator``),
+       GAE advantages and returns (``ppo.gamma``, ``ppo.lam``), whitened advantages;
+    3. ``ppo.epochs`` passes of ``ppo.minibatches`` minibatches, each a step on
+       −L^CLIP + c_V L^V, stopping early once the approximate KL to π_old
+       exceeds ``ppo.max_approx_kl``.
+
+    Dropout stays off throughout (``eval()``): with dropout, the first ratio
+    would not be 1. On LoRA profiles both models train adapters (the critic's
+    head fully) and the policy's are merged back at the end. Under
+    ``torchrun``/``accelerate launch``, each rank rolls out its share of the
+    prompts and gradients are averaged across ranks, so all ranks keep the same weights.
+    """
+    rl, ppo = profile.rl, profile.ppo
+    start = time.perf_counter()
+    rank, world = _world()
+    if rl.prompts_per_step % world:
+        raise ValueError(f"rl.prompts_per_step ({rl.prompts_per_step}) must be divisible by the {world} processes.")
+    torch.manual_seed(seed)  # the same on every rank: the same LoRA initialisation
+    critic = value_model_from(critic, profile) if isinstance(critic, (str, Path)) else critic
+    value_model = critic
+    if profile.lora:
+        from peft import LoraConfig, get_peft_model
+
+        policy = get_peft_model(policy, lora_config(profile))
+        critic = get_peft_model(critic, LoraConfig(r=profile.lora_rank, lora_alpha=2 * profile.lora_rank,
+                                                   lora_dropout=0.0, target_modules="all-linear", task_type="SEQ_CLS"))
+        value_model = critic.get_base_model()  # the same modules, adapters inside: token_values reads them
+    parameters = [p for model in (policy, critic) for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(parameters, lr=ppo.learning_rate, weight_decay=0.0)
+    for model in (policy, critic, reference):
+        model.eval()
+    prompts = make_prompts("train", rl.steps * rl.prompts_per_step, seed=seed)
+    per_rank = rl.prompts_per_step // world
+    history = []
+    for step in tqdm(range(rl.steps), desc="ppo", disable=not progress or rank > 0):
+        first = step * rl.prompts_per_step + rank * per_rank
+        roll = rollout(policy, reference, tokenizer, prompts[first:first + per_rank], reward_fn, profile, rl.k)
+        mask = roll.batch["completion_mask"].float()
+        with torch.no_grad():
+            old_values = token_values(value_model, roll.batch)
+        scores = missing_eos_penalty(roll.rewards, roll.finished, ppo.missing_eos_penalty)
+        rewards = kl_penalised_rewards(scores, roll.old_logps, roll.ref_logps, rl.beta, mask, ppo.kl_estimator)
+        advantages, returns = generalized_advantage_estimation(rewards, old_values, ppo.gamma, ppo.lam, mask)
+        advantages = whiten(advantages, mask)
+
+        stats, stopped = [], False
+        size = math.ceil(len(roll.responses) / ppo.minibatches)
+        for _ in range(ppo.epochs):
+            for rows in torch.randperm(len(roll.responses)).split(size):
+                minibatch = {key: value[rows] for key, value in roll.batch.items()}
+                policy_loss = clipped_policy_loss(token_logprobs(policy, minibatch), roll.old_logps[rows],
+                                                  advantages[rows], mask[rows], ppo.clip)
+                if should_stop_early(_all_mean(policy_loss.approx_kl), ppo.max_approx_kl):
+                    stopped = True
+                    break
+                value_loss = clipped_value_loss(token_values(value_model, minibatch), old_values[rows],
+                                                returns[rows], mask[rows], ppo.value_clip)
+                loss = policy_loss.loss + ppo.vf_coef * value_loss.loss
+                optimizer.zero_grad()
+                loss.backward()
+                _average_gradients(parameters)
+                torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+                optimizer.step()
+                stats.append((loss.item(), policy_loss.clip_fraction, policy_loss.approx_kl, value_loss.loss.item(),
+                              value_loss.clip_fraction))
+            if stopped:
+                break
+        means = [sum(column) / len(column) for column in zip(*stats)] if stats else [float("nan")] * 5
+        tokens = mask.sum().clamp(min=1)
+        history.append({
+            "step": step + 1, "proxy_reward": _all_mean(roll.rewards.mean()), "gold_reward": _all_mean(roll.gold().mean()),
+            "kl": _all_mean(roll.kl.mean()), "loss": _all_mean(means[0]), "clip_fraction": _all_mean(means[1]),
+            "approx_kl": _all_mean(means[2]), "value_loss": _all_mean(means[3]),
+            "value_clip_fraction": _all_mean(means[4]),
+            # −log π of the sampled tokens, averaged: a Monte Carlo estimate of the entropy per token
+            "entropy": _all_mean(-(roll.old_logps * mask).sum() / tokens),
+            "length": _all_mean(mask.sum(1).mean()), "finished": _all_mean(roll.finished.float().mean()),
+            "updates": len(stats), "seconds": time.perf_counter() - start,
+        })
+    if profile.lora:
+        policy, critic = policy.merge_and_unload(), critic.merge_and_unload()
+    policy.eval()
+    return PPOResult(policy, history, time.perf_counter() - start, critic=critic)

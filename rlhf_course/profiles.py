@@ -67,6 +67,27 @@ class RLSettings:
 
 
 @dataclass(frozen=True)
+class PPOSettings:
+    """PPO's own knobs; rollout sizes, steps and the KL coefficient β come from :class:`RLSettings`.
+
+    Defaults follow Huang et al. (2024), "The N+ Implementation Details of RLHF
+    with PPO": γ = 1, λ = 0.95, ε = ε_V = 0.2, value coefficient 0.1, 4 epochs.
+    """
+
+    epochs: int = 4  # passes over each rollout batch
+    minibatches: int = 4  # gradient steps per pass (the batch is split into this many minibatches)
+    learning_rate: float = 1e-4  # one optimiser for the policy and the critic
+    clip: float = 0.2  # ε of the clipped surrogate: ratios are clipped to [1 − ε, 1 + ε]
+    value_clip: float = 0.2  # ε_V of the clipped value loss, in units of reward
+    vf_coef: float = 0.1  # c_V: loss = −L^CLIP + c_V · L^V
+    gamma: float = 1.0  # discount of GAE
+    lam: float = 0.95  # λ of GAE
+    max_approx_kl: float = 0.05  # stop a batch's epochs once KL(π_old ‖ π_θ) per token exceeds this; 0: never
+    missing_eos_penalty: float = 2.0  # subtracted from the score of a response cut off before its EOS
+    kl_estimator: str = "k1"  # per-token KL penalty in the reward: "k1" (log-ratio) or "k3"
+
+
+@dataclass(frozen=True)
 class RSSettings:
     """Rejection-sampling fine-tuning: rounds of sample n, keep the best k, SFT on them."""
 
@@ -130,6 +151,7 @@ class Profile:
         sft: sizes of the instruction-tuning stage.
         rm: sizes of the reward-model stage.
         rl: sizes of the policy-gradient stages.
+        ppo: PPO's settings on top of ``rl`` (epochs, clipping, GAE, the critic).
         rs: sizes of rejection-sampling fine-tuning.
         dpo: sizes of direct alignment (DPO and its family) and online DPO.
         description: one line for ``rlhf-course doctor`` and the README.
@@ -148,6 +170,7 @@ class Profile:
     sft: SFTSettings = field(default_factory=SFTSettings)
     rm: RMSettings = field(default_factory=RMSettings)
     rl: RLSettings = field(default_factory=RLSettings)
+    ppo: PPOSettings = field(default_factory=PPOSettings)
     rs: RSSettings = field(default_factory=RSSettings)
     dpo: DPOSettings = field(default_factory=DPOSettings)
     description: str = ""
@@ -161,6 +184,7 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         model="tiny",
+        ppo=PPOSettings(epochs=2, minibatches=2),  # 4 updates a batch: more did not help on the toy world
         description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, minutes a lab",
     ),
     "smol": Profile(
@@ -174,6 +198,7 @@ PROFILES: dict[str, Profile] = {
         sft=SFTSettings(n_demonstrations=400, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2),
         rm=RMSettings(n_pairs=800, epochs=1.0, learning_rate=5e-4, batch_size=8, grad_accum=2, n_eval_pairs=200),
         rl=RLSettings(steps=20, prompts_per_step=8, k=4, learning_rate=2e-5, beta=0.1, best_of_n=8),
+        ppo=PPOSettings(epochs=2, minibatches=2, learning_rate=2e-5),
         rs=RSSettings(rounds=2, n_prompts=100, n=4, epochs=1.0, learning_rate=1e-4),
         dpo=DPOSettings(n_pairs=400, epochs=1.0, learning_rate=5e-5, batch_size=8, grad_accum=2, beta=0.1,
                         ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=2,
@@ -196,6 +221,8 @@ PROFILES: dict[str, Profile] = {
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
         rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
+        # minibatches of 8 responses: the size that fits a T4 in the from-scratch RLOO (see rl.micro_batch_size)
+        ppo=PPOSettings(epochs=2, minibatches=8, learning_rate=1e-5),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
         dpo=DPOSettings(n_pairs=3000, epochs=1.0, learning_rate=2e-5, batch_size=4, grad_accum=8, beta=0.1,
                         ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=2,
@@ -219,6 +246,7 @@ PROFILES: dict[str, Profile] = {
         rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
         rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
+        ppo=PPOSettings(epochs=4, minibatches=8, learning_rate=1e-6, max_approx_kl=0.02),
         rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
         dpo=DPOSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-7, batch_size=4, grad_accum=8, beta=0.1,
                         ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=3,
