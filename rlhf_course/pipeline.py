@@ -21,13 +21,14 @@ same held-out test prompts with the gold reward. The output folder gets:
     - ``seconds``: wall time of the stage, training and measuring.
 
     Stages that optimise against the reward model (``bon``, ``rs_ft``,
-    ``reinforce``, ``rloo``, ``grpo``) also record ``proxy_reward``: the mean
+    ``reinforce``, ``rloo``, ``grpo``, ``ppo``) also record ``proxy_reward``: the mean
     reward-model score of the same samples, to be read next to the gold reward
     (a proxy that rises while gold does not is being exploited). For ``bon``,
     ``kl_to_ref`` is the plug-in estimate of best-of-n's KL to the SFT policy
     (``rejection_sampling.estimate_best_of_n_kl``) and ``kl_bound`` the bound
     log n − (n−1)/n; ``kl_excess_over_bound`` maps n = 2 … 64 to the estimated
-    KL minus the bound (at most 0: the bound holds).
+    KL minus the bound (at most 0: the bound holds). ``ppo`` adds ``clip_fraction``
+    and ``approx_kl``, means over its last ten steps (see ``rlhf_course.ppo``).
 
     The direct-alignment stages (``dpo``, ``ipo``, ``kto``, ``orpo``, ``simpo``,
     ``online_dpo``) record the same fields (``proxy_reward`` when the reward
@@ -70,17 +71,18 @@ from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
 from .policy_gradients import train_grpo, train_policy_gradient
+from .ppo import train_ppo
 from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_n_kl, rejection_sampling_finetune
 from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
                            train_reward_model)
 from .sft import load_demonstrations, load_policy, train_sft
 from .toyworld import make_prompts
 
-STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "dpo", "ipo", "kto", "orpo", "simpo",
-          "online_dpo")
+STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
+          "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
 # Run when --stages is not given: every stage built so far.
 DEFAULT_STAGES = STAGES
-RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo")  # optimise against the reward model
+RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo")  # optimise against the reward model
 DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn from preference pairs directly
 POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
 DIRECT_TRAINERS = {"dpo": train_dpo, "ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}
@@ -187,10 +189,18 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     """Optimise the SFT policy against the reward model with ``stage``'s method, save it, and measure it."""
     start = time.perf_counter()
     sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
-    reference = load_policy(sft_path, profile)
+    reference, extra = load_policy(sft_path, profile), {}
     if stage == "grpo":  # TRL saves it under grpo/final
         model = train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
                            progress=progress).model
+    elif stage == "ppo":  # the critic starts from the reward model
+        result = train_ppo(load_policy(sft_path, profile), reference, out / "rm" / "final", tokenizer, reward_fn,
+                           profile, seed=seed, progress=progress)
+        model, last = result.model, result.history[-10:]
+        extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
+        if rank() == 0:
+            model.save_pretrained(out / stage / "final", safe_serialization=True)
+            tokenizer.save_pretrained(out / stage / "final")
     else:
         if stage == "rs_ft":  # each round is saved under rs_ft/round<r>/final; the last one also as rs_ft/final
             model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
@@ -202,7 +212,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")
     entry, samples[stage] = measure(stage, model, reference, tokenizer, prompts, profile, seed, samples, reward_fn)
-    return {**entry, "seconds": time.perf_counter() - start}
+    return {**entry, **extra, "seconds": time.perf_counter() - start}
 
 
 def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: Path,

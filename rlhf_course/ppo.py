@@ -413,10 +413,10 @@ def train_ppo(
     :func:`value_model_from`. Each step, with ``rl = profile.rl`` and
     ``ppo = profile.ppo``:
 
-    1. roll out ``rl.k`` responses to each of ``rl.prompts_per_step`` training
-       prompts (:func:`rlhf_course.policy_gradients.rollout`), record the
+    1. for ``ppo.steps`` (else ``rl.steps``) steps, roll out ``rl.k`` responses
+       to each of ``rl.prompts_per_step`` training prompts (:func:`rlhf_course.policy_gradients.rollout`), record the
        critic's values; penalise responses without EOS;
-    2. per-token rewards with the KL penalty ``rl.beta`` (``ppo.kl_estimator``),
+    2. per-token rewards with the KL penalty β (``ppo.beta``, else ``rl.beta``; ``ppo.kl_estimator``),
        GAE advantages and returns (``ppo.gamma``, ``ppo.lam``), whitened advantages;
     3. ``ppo.epochs`` passes of ``ppo.minibatches`` minibatches, each a step on
        −L^CLIP + c_V L^V, stopping early once the approximate KL to π_old
@@ -447,17 +447,18 @@ def train_ppo(
     optimizer = torch.optim.AdamW(parameters, lr=ppo.learning_rate, weight_decay=0.0)
     for model in (policy, critic, reference):
         model.eval()
-    prompts = make_prompts("train", rl.steps * rl.prompts_per_step, seed=seed)
+    steps, beta = ppo.steps or rl.steps, rl.beta if ppo.beta is None else ppo.beta
+    prompts = make_prompts("train", steps * rl.prompts_per_step, seed=seed)
     per_rank = rl.prompts_per_step // world
     history = []
-    for step in tqdm(range(rl.steps), desc="ppo", disable=not progress or rank > 0):
+    for step in tqdm(range(steps), desc="ppo", disable=not progress or rank > 0):
         first = step * rl.prompts_per_step + rank * per_rank
         roll = rollout(policy, reference, tokenizer, prompts[first:first + per_rank], reward_fn, profile, rl.k)
         mask = roll.batch["completion_mask"].float()
         with torch.no_grad():
             old_values = token_values(value_model, roll.batch)
         scores = missing_eos_penalty(roll.rewards, roll.finished, ppo.missing_eos_penalty)
-        rewards = kl_penalised_rewards(scores, roll.old_logps, roll.ref_logps, rl.beta, mask, ppo.kl_estimator)
+        rewards = kl_penalised_rewards(scores, roll.old_logps, roll.ref_logps, beta, mask, ppo.kl_estimator)
         advantages, returns = generalized_advantage_estimation(rewards, old_values, ppo.gamma, ppo.lam, mask)
         advantages = whiten(advantages, mask)
 

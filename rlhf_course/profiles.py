@@ -85,6 +85,8 @@ class PPOSettings:
     max_approx_kl: float = 0.05  # stop a batch's epochs once KL(π_old ‖ π_θ) per token exceeds this; 0: never
     missing_eos_penalty: float = 2.0  # subtracted from the score of a response cut off before its EOS
     kl_estimator: str = "k1"  # per-token KL penalty in the reward: "k1" (log-ratio) or "k3"
+    steps: int | None = None  # rollout batches; None: profile.rl.steps
+    beta: float | None = None  # KL coefficient of the per-token penalty; None: profile.rl.beta
 
 
 @dataclass(frozen=True)
@@ -184,7 +186,9 @@ PROFILES: dict[str, Profile] = {
     "tiny": Profile(
         name="tiny",
         model="tiny",
-        ppo=PPOSettings(epochs=2, minibatches=2),  # 4 updates a batch: more did not help on the toy world
+        # PPO, measured on seeds 0 and 1: 60 steps at beta 0.3, 2 epochs of 2 minibatches, win 0.63 and 0.60
+        # against SFT; 100 steps or a smaller beta spend more KL on the reward model's blind spots, no more gold
+        ppo=PPOSettings(epochs=2, minibatches=2, steps=60, beta=0.3),
         description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, minutes a lab",
     ),
     "smol": Profile(
