@@ -18,7 +18,7 @@ from rlhf_course.sampling import completion_logprobs
 from rlhf_course.sft import load_policy
 from rlhf_course.toyworld import make_prompts
 
-SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=2", "dpo.learning_rate=0.002"]
+SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=3", "dpo.learning_rate=0.0005"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,8 @@ TRAINERS = {"dpo": dpo.train_dpo, "ipo": dpo.train_ipo, "kto": dpo.train_kto, "o
 @pytest.mark.parametrize("method", list(TRAINERS))
 def test_each_trainer_learns_to_prefer_the_chosen_response(tiny_policy, tmp_path, method):
     path, tokenizer = tiny_policy
-    profile = apply_overrides(get_profile("tiny"), SMALL)
+    # IPO's squared loss overshoots its target gap at the others' learning rate and oscillates: smaller steps
+    profile = apply_overrides(get_profile("tiny"), SMALL + (["dpo.learning_rate=0.0001"] if method == "ipo" else []))
     rows = dpo.toy_pairs(profile, seed=0)
     before = _preference_gap(load_policy(path, profile), tokenizer, rows)
     result = TRAINERS[method](path, tokenizer, rows, profile, output_dir=tmp_path, progress=False)
