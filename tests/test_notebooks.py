@@ -58,7 +58,8 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
-                         "dpo_final_reward_accuracy": (">=", 0.7), "beta_sweep_kl_drop": (">=", 1.0)},
+                         "dpo_final_reward_accuracy": (">=", 0.7), "beta_sweep_kl_drop": (">=", 1.0),
+                         "policy_gradient_points": (">=", 1)},
 }
 
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
