@@ -87,3 +87,15 @@ def built_site(tmp_path_factory: pytest.TempPathFactory, kernel_env) -> BuiltSit
                "build", str(root), "--warningiserror", "--nitpick", "--keep-going"]
     result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=4200)
     return BuiltSite(root, results_dir, result)
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory: pytest.TempPathFactory):
+    """The tiny base model and its tokenizer, saved once: the starting point ("SFT model") of stage tests."""
+    from rlhf_course import models
+
+    path = tmp_path_factory.mktemp("tiny_policy")
+    model, tokenizer = models.load_model("tiny", progress=False)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path, tokenizer

@@ -21,16 +21,6 @@ from rlhf_course.toyworld import make_prompts
 SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=3", "dpo.learning_rate=0.0005"]
 
 
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    """The tiny model, pretrained on the toy world, saved as a stage's starting point (the 'SFT model')."""
-    path = tmp_path_factory.mktemp("tiny_sft")
-    model, tokenizer = models.load_model("tiny", progress=False)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, tokenizer
-
-
 def _preference_gap(model, tokenizer, rows) -> float:
     """Mean over pairs of log π(chosen) − log π(rejected)."""
     prompts = [r["prompt"] for r in rows]

@@ -96,15 +96,6 @@ def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
     return torch.tensor([-float(len(r.split())) for r in responses])
 
 
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy")
-    model, tokenizer = models.load_model("tiny", progress=False)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, tokenizer
-
-
 def test_rollout_keeps_the_sampled_tokens_and_their_logprobs(tiny_policy):
     path, tokenizer = tiny_policy
     from rlhf_course.sft import load_policy

@@ -27,6 +27,7 @@ from rlhf_course.ppo import (
     whiten,
 )
 from rlhf_course.profiles import apply_overrides, get_profile
+from test_policy_gradients import _short_answers  # the same learnable reward as the from-scratch loops
 
 
 def test_gae_hand_computed():
@@ -199,20 +200,6 @@ def test_early_stop_on_the_approximate_kl():
 
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
-    """A reward any policy can learn in a few steps: fewer words is better."""
-    return torch.tensor([-float(len(r.split())) for r in responses])
-
-
-@pytest.fixture(scope="module")
-def tiny_policy(tmp_path_factory):
-    path = tmp_path_factory.mktemp("tiny_policy")
-    model, tokenizer = models.load_model("tiny", progress=False)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path, tokenizer
 
 
 def test_ppo_raises_a_simple_reward(tiny_policy):
