@@ -5,6 +5,7 @@ them on demand and writes JSON that the README's tables are filled from:
 
     rlhf-course benchmark pretrain --out runs/benchmarks
     rlhf-course benchmark policy_gradients --out runs/benchmarks
+    rlhf-course benchmark policy_gradients --seed 1 --out runs/benchmarks/seed1
 """
 
 from __future__ import annotations
@@ -49,10 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", choices=sorted(BENCHMARKS), help="what to measure")
     parser.add_argument("--out", default=None, help="folder for <name>.json (default: print only)")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the SFT model, reward model and training")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    result = BENCHMARKS[args.name](repeats=args.repeats)
+    kwargs = {"seed": args.seed} if "seed" in BENCHMARKS[args.name].__code__.co_varnames else {}
+    result = BENCHMARKS[args.name](repeats=args.repeats, **kwargs)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -83,10 +86,16 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
     Every method starts from the same SFT model, optimises the same reward
     model on the same prompts with the same rollout sizes (``profile.rl``),
     and is timed from its first step; the SFT model's samples sit near 3.4.
+    The methods run one after the other in this process: the course's
+    REINFORCE, RLOO and PPO, and TRL's ``RLOOTrainer`` and ``GRPOTrainer``.
+    ``ppo_ratio`` is PPO's time to the target over the faster of the two TRL
+    trainers' (below 1: PPO gets there first).
     """
+    import torch
     from transformers import AutoTokenizer
 
     from .policy_gradients import train_grpo, train_policy_gradient, train_trl_rloo
+    from .ppo import train_ppo
     from .profiles import get_profile
     from .reward_model import load_reward_function, reward_model_checkpoint
     from .sft import load_policy, sft_checkpoint
@@ -94,7 +103,8 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
     profile = get_profile("tiny")
     sft_path = sft_checkpoint(profile, seed, progress=False)
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
-    reward_fn = load_reward_function(reward_model_checkpoint(profile, seed, progress=False), tokenizer, profile)
+    rm_path = reward_model_checkpoint(profile, seed, progress=False)
+    reward_fn = load_reward_function(rm_path, tokenizer, profile)
     methods = {
         "reinforce": lambda out: train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile),
                                                        tokenizer, reward_fn, profile, method="reinforce", seed=seed,
@@ -106,6 +116,8 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
                                                progress=False),
         "grpo": lambda out: train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out, seed=seed,
                                        progress=False),
+        "ppo": lambda out: train_ppo(load_policy(sft_path, profile), load_policy(sft_path, profile), rm_path,
+                                     tokenizer, reward_fn, profile, seed=seed, progress=False),
     }
     rows = {}
     for name, train in methods.items():
@@ -119,8 +131,16 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
                          "seconds_total": result.seconds, "steps": len(result.history)})
         rows[name] = min(runs, key=lambda r: r["seconds_to_target"] or float("inf"))
     return {"benchmark": "policy_gradients", "profile": "tiny", "seed": seed, "target_gold_reward": target,
-            "methods": rows, "rl_settings": dataclasses.asdict(profile.rl), "cpu_count": os.cpu_count(),
+            "methods": rows, "ppo_ratio": ppo_ratio(rows),
+            "ppo_settings": dataclasses.asdict(profile.ppo), "torch_threads": torch.get_num_threads(), "rl_settings": dataclasses.asdict(profile.rl), "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine()}
+
+
+def ppo_ratio(rows: dict[str, dict]) -> float | None:
+    """PPO's seconds to the target over the faster of TRL's GRPO and RLOO; ``None`` if either side never got there."""
+    ppo = rows.get("ppo", {}).get("seconds_to_target")
+    trl = [rows[m]["seconds_to_target"] for m in ("grpo", "trl_rloo") if rows.get(m, {}).get("seconds_to_target")]
+    return ppo / min(trl) if ppo and trl else None
 
 
 BENCHMARKS["policy_gradients"] = benchmark_policy_gradients

@@ -275,3 +275,13 @@ def test_smol_ppo_takes_two_lora_steps(tmp_path, monkeypatch):
     after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
     assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
     assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"
+
+
+def test_ppo_ratio_is_against_the_faster_trl_trainer():
+    from rlhf_course.benchmark import ppo_ratio
+
+    rows = {"ppo": {"seconds_to_target": 30.0}, "grpo": {"seconds_to_target": 60.0},
+            "trl_rloo": {"seconds_to_target": 40.0}}
+    assert ppo_ratio(rows) == 0.75
+    assert ppo_ratio({**rows, "trl_rloo": {"seconds_to_target": None}}) == 0.5  # RLOO never got there
+    assert ppo_ratio({**rows, "ppo": {"seconds_to_target": None}}) is None
