@@ -60,6 +60,12 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
                          "dpo_final_reward_accuracy": (">=", 0.7), "beta_sweep_kl_drop": (">=", 1.0),
                          "policy_gradient_points": (">=", 1)},
+    # PPO beats SFT by gold (seeds 0 / 1: win 0.63 / 0.565, gain +0.55 / +0.35) within the KL its beta allows
+    # (0.97 / 1.52 nats), the clip seldom binds (0.003 / 0.002), the critic learns values (loss 5.7 -> 0.28 /
+    # 4.7 -> 0.18), and the gold-KL figure has a policy-gradient point (the Policy Gradients lab's record, or RLOO
+    # trained in the lab: seed 1 ran without the record).
+    "ppo": {"ppo_win_rate_vs_sft": (">=", 0.55), "ppo_gold_gain": (">=", 0.2), "ppo_kl": ("<=", 3.0),
+            "final_clip_fraction": ("<=", 0.1), "final_value_loss": ("<=", 1.5), "policy_gradient_points": (">=", 1)},
 }
 
 COMPARISONS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt, "==": operator.eq}
