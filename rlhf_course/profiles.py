@@ -333,6 +333,28 @@ def apply_overrides(profile: Profile, assignments: list[str] | tuple[str, ...]) 
     return profile
 
 
+def cap_sizes(profile: Profile, caps: dict[str, int | float]) -> tuple[Profile, list[str]]:
+    """Lower sizes to at most a cap, e.g. ``{"rm.n_pairs": 6000}``; sizes already below a cap are kept.
+
+    This is how a short run (the five-minute lab) shrinks one profile without a
+    branch for any other: a cap only binds where the profile is bigger.
+    Returns the capped profile and the ``"key=value"`` overrides that were
+    applied (see :func:`apply_overrides`), so the change can be shown.
+    """
+    changes = []
+    for key, cap in caps.items():
+        current: object = profile
+        for name in key.split("."):
+            if not hasattr(current, name):
+                raise ValueError(f"Cap {key!r}: the profile has no field {name!r} there (e.g. use 'rm.n_pairs').")
+            current = getattr(current, name)
+        if not isinstance(current, (int, float)) or isinstance(current, bool):
+            raise ValueError(f"Cap {key!r}: only numeric sizes can be capped, and this one is {current!r}.")
+        if current > cap:
+            changes.append(f"{key}={cap}")
+    return apply_overrides(profile, changes), changes
+
+
 def _convert(raw: str, current: object, assignment: str) -> object:
     """Parse ``raw`` to the type of ``current`` (bool, int, float, str or None)."""
     try:

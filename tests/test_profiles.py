@@ -88,3 +88,22 @@ def test_an_unset_optional_number_is_overridden_with_a_number():
     assert profile.ppo.steps == 2 and isinstance(profile.ppo.steps, int)
     assert profile.ppo.beta == 0.05
     assert profile.sft.dataset == "HuggingFaceH4/no_robots"
+
+
+def test_caps_lower_only_the_sizes_above_them():
+    from rlhf_course.profiles import cap_sizes
+
+    tiny, changes = cap_sizes(get_profile("tiny"), {"rm.n_pairs": 6000, "rm.epochs": 2.0, "n_eval_prompts": 500})
+    assert (tiny.rm.n_pairs, tiny.rm.epochs, tiny.n_eval_prompts) == (6000, 2.0, 200)
+    assert changes == ["rm.n_pairs=6000", "rm.epochs=2.0"]
+    smol, changes = cap_sizes(get_profile("smol"), {"rm.n_pairs": 6000})
+    assert smol == get_profile("smol") and changes == []
+
+
+def test_a_cap_on_an_unknown_or_unset_field_says_so():
+    from rlhf_course.profiles import cap_sizes
+
+    with pytest.raises(ValueError, match="no field 'pairs'"):
+        cap_sizes(get_profile("tiny"), {"rm.pairs": 10})
+    with pytest.raises(ValueError, match="only numeric sizes"):
+        cap_sizes(get_profile("tiny"), {"rm.dataset": 10})
