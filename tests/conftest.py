@@ -31,17 +31,8 @@ def lab_timings(request: pytest.FixtureRequest) -> dict[str, float]:
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Print how long each lab took, slowest first, after the test results.
-
-    The timings travel in each notebook test's report (``user_properties``), so
-    they reach this summary also when pytest-xdist ran the tests in workers.
-    """
-    timings = dict(config.stash.get(_TIMINGS, {}))
-    for outcome in ("passed", "failed"):
-        for report in terminalreporter.stats.get(outcome, []):
-            for key, value in getattr(report, "user_properties", []):
-                if key == "lab_seconds" and getattr(report, "when", "call") == "call":
-                    timings[report.nodeid.split("[")[-1].rstrip("]")] = value
+    """Print how long each lab took, slowest first, after the test results."""
+    timings = config.stash.get(_TIMINGS, {})
     if not timings:
         return
     terminalreporter.section("lab wall times (profile tiny)")

@@ -193,7 +193,6 @@ def test_toc_lists_the_course_pages():
 
 @pytest.mark.slow
 @pytest.mark.book
-@pytest.mark.xdist_group("book")  # one worker builds the book; the notebook tests read that build
 @pytest.mark.skipif(
     os.environ.get("RLHF_COURSE_SKIP_REAL_BOOK") == "1",
     reason="RLHF_COURSE_SKIP_REAL_BOOK=1: skipping the full website build (every lab executed)",

@@ -139,13 +139,10 @@ def outcome_of(notebook: Path, request: pytest.FixtureRequest, kernel_env, lab_t
 
 @pytest.mark.slow
 @pytest.mark.notebooks
-@pytest.mark.xdist_group("book")  # on the worker that built the book (built_site is per worker)
 @pytest.mark.parametrize("notebook", LABS, ids=[lab.stem for lab in LABS])
 def test_lab_runs_and_learns(notebook: Path, request: pytest.FixtureRequest, kernel_env, lab_timings) -> None:
     lab = notebook.stem
     record = outcome_of(notebook, request, kernel_env, lab_timings)
-    if lab in lab_timings:  # reaches the summary in conftest.py from any pytest-xdist worker
-        request.node.user_properties.append(("lab_seconds", lab_timings[lab]))
     assert record["profile"] == "tiny", f"{lab} ran on {record['profile']!r}; it must honour PROFILE"
     if lab not in EXPECTATIONS:
         pytest.fail(

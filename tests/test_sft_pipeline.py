@@ -102,7 +102,6 @@ def test_results_from_another_tool_get_a_clear_error(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("pipeline")  # both seeds on one worker, beside the one building the book
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pipeline_stages_learn(tmp_path, seed):
     """The default pipeline on tiny: SFT beats base, the reward model orders pairs as gold does, and the

@@ -1,0 +1,80 @@
+"""Run the whole test suite the way `make test` does: the book build beside everything else.
+
+Two jobs dominate the suite's time: the book build, which executes every lab on
+``tiny`` (tests/test_book.py builds it once, tests/test_notebooks.py reads the
+outcomes the labs recorded), and the two-seed pipeline test. With ``--jobs 2``
+they run in two pytest processes side by side, the book tests in one and every
+other test in the other, so that two cores are both busy. ``--jobs 1`` runs a
+single pytest process.
+
+Each process gets ``cores // jobs`` torch threads unless ``OMP_NUM_THREADS`` is
+set. The exit status is pytest's: non-zero as soon as one process fails, and 5
+(nothing collected) only when no process ran a test.
+
+    python tests/run_suite.py --jobs 2 --junit-dir _build/ci -- -ra --durations=25
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+BOOK_TESTS = ["tests/test_book.py", "tests/test_notebooks.py"]
+NO_TESTS_COLLECTED = 5
+
+
+def commands(jobs: int, pytest_args: list[str], junit_dir: str | None) -> dict[str, list[str]]:
+    """The pytest command line of each process, by name."""
+    parts = {"all": []} if jobs <= 1 else {"book": BOOK_TESTS, "rest": [f"--ignore={t}" for t in BOOK_TESTS]}
+    result = {}
+    for name, selection in parts.items():
+        junit = [f"--junitxml={Path(junit_dir) / f'{name}.xml'}"] if junit_dir else []
+        result[name] = [sys.executable, "-m", "pytest", *selection, *pytest_args, *junit]
+    return result
+
+
+def combined_status(statuses: list[int]) -> int:
+    """Fail if any process failed; report "nothing collected" only if that is true of every process."""
+    failures = [s for s in statuses if s not in (0, NO_TESTS_COLLECTED)]
+    if failures:
+        return failures[0]
+    return NO_TESTS_COLLECTED if all(s == NO_TESTS_COLLECTED for s in statuses) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=2, help="pytest processes (1 or 2)")
+    parser.add_argument("--junit-dir", default=None, help="write one JUnit XML report per process here")
+    parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest (after --)")
+    args = parser.parse_args(argv)
+    pytest_args = args.pytest_args[1:] if args.pytest_args[:1] == ["--"] else args.pytest_args
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // max(1, args.jobs))))
+
+    runs = commands(args.jobs, pytest_args, args.junit_dir)
+    *background, foreground = runs.items()
+    logs, processes = {}, {}
+    for name, command in background:  # its output is shown when it ends, not interleaved
+        logs[name] = tempfile.NamedTemporaryFile("w+", prefix=f"pytest-{name}-", suffix=".log", delete=False)
+        print(f"[{name}] {' '.join(command[1:])}  (output shown when it ends)", flush=True)
+        processes[name] = subprocess.Popen(command, env=env, stdout=logs[name], stderr=subprocess.STDOUT)
+    name, command = foreground
+    print(f"[{name}] {' '.join(command[1:])}", flush=True)
+    statuses = {name: subprocess.call(command, env=env)}
+    for name, process in processes.items():
+        statuses[name] = process.wait()
+        logs[name].seek(0)
+        print(f"\n========== [{name}] {' '.join(runs[name][1:])} ==========", flush=True)
+        sys.stdout.write(logs[name].read())
+        logs[name].close()
+        os.unlink(logs[name].name)
+    print("\n" + ", ".join(f"[{n}] exit {s}" for n, s in statuses.items()), flush=True)
+    return combined_status(list(statuses.values()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
