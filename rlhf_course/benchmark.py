@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import inspect
 import json
 import os
 import platform
@@ -54,8 +55,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    kwargs = {"seed": args.seed} if "seed" in BENCHMARKS[args.name].__code__.co_varnames else {}
-    result = BENCHMARKS[args.name](repeats=args.repeats, **kwargs)
+    benchmark = BENCHMARKS[args.name]
+    kwargs = {"seed": args.seed} if "seed" in inspect.signature(benchmark).parameters else {}
+    result = benchmark(repeats=args.repeats, **kwargs)
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
@@ -132,7 +134,8 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
         rows[name] = min(runs, key=lambda r: r["seconds_to_target"] or float("inf"))
     return {"benchmark": "policy_gradients", "profile": "tiny", "seed": seed, "target_gold_reward": target,
             "methods": rows, "ppo_ratio": ppo_ratio(rows),
-            "ppo_settings": dataclasses.asdict(profile.ppo), "torch_threads": torch.get_num_threads(), "rl_settings": dataclasses.asdict(profile.rl), "cpu_count": os.cpu_count(),
+            "ppo_settings": dataclasses.asdict(profile.ppo), "rl_settings": dataclasses.asdict(profile.rl),
+            "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "machine": platform.processor() or platform.machine()}
 
 
