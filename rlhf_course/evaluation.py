@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .profiles import Profile
 from .sampling import completion_logprobs, generate
-from .toyworld import Prompt, gold_reward, make_prompts
+from .toyworld import Prompt, gold_reward
 
 
 @dataclass
@@ -35,25 +35,8 @@ class PolicySamples:
 
     @property
     def stderr(self) -> float:
-        """Standard error of the mean gold reward, over prompts.
-
-        When a prompt was answered several times (see :func:`eval_prompts`),
-        its answers are averaged first: they share the prompt's difficulty, so
-        counting them as independent would understate the error.
-        """
-        per_prompt = pd.Series(self.rewards).groupby([p.id for p in self.prompts], sort=False).mean()
-        return float(per_prompt.std(ddof=1) / math.sqrt(len(per_prompt))) if len(per_prompt) > 1 else 0.0
-
-
-def eval_prompts(profile: Profile, seed: int = 0) -> list[Prompt]:
-    """The held-out prompts a policy is measured on, each repeated ``profile.eval_samples_per_prompt`` times.
-
-    ``profile.n_eval_prompts`` test prompts, listed once per answer to sample
-    (the whole list, then the whole list again), so that the first
-    ``n_eval_prompts`` entries are the distinct prompts. Entry ``i`` is the
-    same prompt for every policy, so two policies' samples stay paired.
-    """
-    return make_prompts("test", profile.n_eval_prompts, seed=seed) * profile.eval_samples_per_prompt
+        """Standard error of the mean gold reward."""
+        return float(self.rewards.std(ddof=1) / math.sqrt(len(self.rewards))) if len(self.rewards) > 1 else 0.0
 
 
 def sample_policy(
@@ -80,9 +63,6 @@ def win_rate(rewards_a: np.ndarray | list[float], rewards_b: np.ndarray | list[f
     """Share of prompts where A's response beats B's by gold reward; ties count half.
 
     The two arrays must be paired: entry ``i`` of each answers the same prompt.
-    With several answers per prompt (:func:`eval_prompts`), each of A's answers
-    is compared with one of B's to the same prompt: the same win rate,
-    estimated from more pairs.
     """
     a, b = np.asarray(rewards_a, dtype=float), np.asarray(rewards_b, dtype=float)
     if a.shape != b.shape or a.size == 0:

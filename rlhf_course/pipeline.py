@@ -10,9 +10,8 @@ same held-out test prompts with the gold reward. The output folder gets:
     "stages": {name: entry}}`` where every entry holds at least
 
     - ``gold_reward``, ``gold_reward_stderr``: mean gold reward of the stage's
-      policy on the test prompts (``profile.eval_samples_per_prompt`` samples
-      each, temperature 1; see ``evaluation.eval_prompts``) and its standard
-      error over prompts;
+      policy on the test prompts (one sample each, temperature 1) and its
+      standard error;
     - ``win_rate_vs_base``, ``win_rate_vs_sft``: paired gold-reward win rate
       against the base and SFT policies on the same prompts, ties counted half
       (``null`` when that policy was not run);
@@ -67,7 +66,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
+from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
@@ -77,6 +76,7 @@ from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_
 from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
                            train_reward_model)
 from .sft import load_demonstrations, load_policy, train_sft
+from .toyworld import make_prompts
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
           "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
@@ -269,7 +269,7 @@ def run_pipeline(
     stages = parse_stages(stages)
     results = load_results(out) if (out / "results.json").exists() else {"stages": {}}
     results.update(profile=profile.name, seed=seed, world_size=world_size(), rlhf_course_version=__version__)
-    prompts = eval_prompts(profile, seed)
+    prompts = make_prompts("test", profile.n_eval_prompts, seed=seed)
 
     start = time.perf_counter()
     base, tokenizer = load_model(profile, progress=progress)

@@ -148,11 +148,6 @@ class Profile:
             validator and truncated by the trainers.
         max_new_tokens: the longest completion a policy may sample.
         n_eval_prompts: held-out prompts used to measure a policy.
-        eval_samples_per_prompt: answers sampled per held-out prompt when the
-            pipeline measures a policy. One answer per prompt makes the win
-            rate against SFT noisy (both sides are single random draws, about
-            ±0.03 on 200 prompts); several answers per prompt estimate the
-            same win rate more precisely.
         eval_batch_size: prompts per generation batch.
         seed: the default seed; labs and the pipeline may override it.
         sft: sizes of the instruction-tuning stage.
@@ -172,7 +167,6 @@ class Profile:
     max_prompt_tokens: int = 64
     max_new_tokens: int = 24
     n_eval_prompts: int = 200
-    eval_samples_per_prompt: int = 1
     eval_batch_size: int = 100
     seed: int = 0
     sft: SFTSettings = field(default_factory=SFTSettings)
@@ -195,9 +189,6 @@ PROFILES: dict[str, Profile] = {
         # PPO, measured on seeds 0 and 1: 60 steps at beta 0.3, 2 epochs of 2 minibatches, win 0.63 and 0.60
         # against SFT; 100 steps or a smaller beta spend more KL on the reward model's blind spots, no more gold
         ppo=PPOSettings(epochs=2, minibatches=2, steps=60, beta=0.3),
-        # four answers per test prompt: with one, seed 1's SFT model drew a lucky 3.34 gold (3.22 over 8 answers
-        # per prompt) and every method's win rate against it looked 0.03-0.05 lower than it is
-        eval_samples_per_prompt=4,
         description="a ~1M-parameter Llama-style model pretrained on the toy world; any CPU, offline, minutes a lab",
     ),
     "smol": Profile(
