@@ -10,8 +10,8 @@ same held-out test prompts with the gold reward. The output folder gets:
     "stages": {name: entry}}`` where every entry holds at least
 
     - ``gold_reward``, ``gold_reward_stderr``: mean gold reward of the stage's
-      policy on the test prompts (one sample each, temperature 1) and its
-      standard error;
+      policy on the test prompts (``profile.eval_samples_per_prompt`` samples
+      each, temperature 1) and its standard error (over per-prompt means);
     - ``win_rate_vs_base``, ``win_rate_vs_sft``: paired gold-reward win rate
       against the base and SFT policies on the same prompts, ties counted half
       (``null`` when that policy was not run);
@@ -65,8 +65,11 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from . import __version__
-from .evaluation import PolicySamples, kl_to_reference, sample_policy, win_rate
+from .evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
@@ -76,7 +79,6 @@ from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_
 from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
                            train_reward_model)
 from .sft import load_demonstrations, load_policy, train_sft
-from .toyworld import make_prompts
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
           "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
@@ -163,21 +165,29 @@ def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) 
 def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples]) -> dict:
     """Best-of-n from the SFT model, n = ``profile.rl.best_of_n``.
 
-    A pool of 4n samples per prompt gives the KL estimate; the first n of them
-    are the candidates best-of-n chooses from.
+    A pool of 4n samples per distinct prompt gives the KL estimate. Its n-wide
+    slices are independent best-of-n draws: the j-th copy of a prompt in
+    ``prompts`` (see ``evaluation.eval_prompts``) gets the best of slice j.
     """
     start, n = time.perf_counter(), profile.rl.best_of_n
+    distinct = list({p.id: p for p in prompts}.values())
+    repeats = len(prompts) // len(distinct)
+    if repeats > 4 or [p.id for p in prompts] != [p.id for p in distinct for _ in range(repeats)]:
+        raise ValueError("bon measures up to 4 adjacent copies of each prompt (evaluation.eval_prompts) from its "
+                         f"pool of 4n; got {repeats} copies (lower eval_samples_per_prompt).")
     reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
-    pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, prompts, 4 * n, profile,
-                     seed=seed)
-    chosen = pool.proxy[:, :n].argmax(dim=1)
-    picked = PolicySamples(prompts, [pool.candidates_of(i)[j] for i, j in enumerate(chosen.tolist())],
-                           pool.gold[range(len(prompts)), chosen].numpy())
+    with torch.random.fork_rng():  # measuring must not move the random state later stages train from
+        pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,
+                         profile, seed=seed)
+    picks = [(i, j * n + int(pool.proxy[i, j * n:(j + 1) * n].argmax())) for i in range(len(distinct))
+             for j in range(repeats)]
+    picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in picks],
+                           np.array([float(pool.gold[i, c]) for i, c in picks]))
     samples["bon"] = picked
     entry = compare("bon", picked, samples)
-    candidates = [pool.candidates_of(i) for i in range(len(prompts))]
+    candidates = [pool.candidates_of(i) for i in range(len(distinct))]
     kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
-    entry.update(proxy_reward=float(pool.proxy[range(len(prompts)), chosen].mean()), n=n,
+    entry.update(proxy_reward=float(np.mean([float(pool.proxy[i, c]) for i, c in picks])), n=n,
                  kl_to_ref=kl_by_n.get(n, estimate_best_of_n_kl(candidates, pool.proxy, n)),
                  kl_bound=best_of_n_kl_bound(n),
                  kl_excess_over_bound={m: kl - best_of_n_kl_bound(m) for m, kl in kl_by_n.items()})
@@ -269,7 +279,7 @@ def run_pipeline(
     stages = parse_stages(stages)
     results = load_results(out) if (out / "results.json").exists() else {"stages": {}}
     results.update(profile=profile.name, seed=seed, world_size=world_size(), rlhf_course_version=__version__)
-    prompts = make_prompts("test", profile.n_eval_prompts, seed=seed)
+    prompts = eval_prompts(profile, seed)
 
     start = time.perf_counter()
     base, tokenizer = load_model(profile, progress=progress)

@@ -133,7 +133,7 @@ def flawed_style(rng: random.Random, family: str, p_phrase: float = 0.2) -> Styl
 
 def make_demonstrations(
     prompts: list[Prompt],
-    flawed_fraction: float = 0.3,
+    flawed_fraction: float = 0.5,
     seed: int = 0,
     p_phrase: float = 0.2,
 ) -> list[dict]:
