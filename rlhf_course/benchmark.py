@@ -130,7 +130,10 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
             reached = time_to_target(result.history, target)
             runs.append({"steps_to_target": reached[0] if reached else None,
                          "seconds_to_target": reached[1] if reached else None,
-                         "seconds_total": result.seconds, "steps": len(result.history)})
+                         "seconds_total": result.seconds, "steps": len(result.history),
+                         # (step, gold reward of its samples, seconds since the start): other targets can be read off
+                         "curve": [(h["step"], round(h["gold_reward"], 3), round(h["seconds"], 2))
+                                   for h in result.history]})
         rows[name] = min(runs, key=lambda r: r["seconds_to_target"] or float("inf"))
     return {"benchmark": "policy_gradients", "profile": "tiny", "seed": seed, "target_gold_reward": target,
             "methods": rows, "ppo_ratio": ppo_ratio(rows),

@@ -165,16 +165,15 @@ def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) 
 def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples]) -> dict:
     """Best-of-n from the SFT model, n = ``profile.rl.best_of_n``.
 
-    A pool of 4n samples per distinct prompt gives the KL estimate. Its n-wide
+    A pool of 4n samples per test prompt gives the KL estimate. Its n-wide
     slices are independent best-of-n draws: the j-th copy of a prompt in
     ``prompts`` (see ``evaluation.eval_prompts``) gets the best of slice j.
     """
-    start, n = time.perf_counter(), profile.rl.best_of_n
-    distinct = list({p.id: p for p in prompts}.values())
-    repeats = len(prompts) // len(distinct)
+    start, n, repeats = time.perf_counter(), profile.rl.best_of_n, profile.eval_samples_per_prompt
+    distinct = prompts[::repeats]  # the test prompts (which may repeat: the test split is small), once each
     if repeats > 4 or [p.id for p in prompts] != [p.id for p in distinct for _ in range(repeats)]:
         raise ValueError("bon measures up to 4 adjacent copies of each prompt (evaluation.eval_prompts) from its "
-                         f"pool of 4n; got {repeats} copies (lower eval_samples_per_prompt).")
+                         f"pool of 4n; got {len(prompts)} prompts for eval_samples_per_prompt={repeats}.")
     reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
     with torch.random.fork_rng():  # measuring must not move the random state later stages train from
         pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,

@@ -99,6 +99,16 @@ def test_results_from_another_tool_get_a_clear_error(tmp_path):
         load_results(tmp_path)
 
 
+def test_best_of_n_stage_measures_every_copy_of_a_repeated_test_prompt(tmp_path):
+    """The test split is small, so 100 test prompts repeat some; each of their four copies gets its own draw."""
+    profile = apply_overrides(get_profile("tiny"), [
+        "n_eval_prompts=100", "sft.n_demonstrations=32", "sft.epochs=1", "rm.n_pairs=32", "rm.epochs=1",
+        "rm.n_eval_pairs=16", "rl.best_of_n=2"])
+    results = run_pipeline(profile, tmp_path, stages="sft,rm,bon", progress=False)
+    bon = results["stages"]["bon"]
+    assert bon["n"] == 2 and 0.0 <= bon["win_rate_vs_sft"] <= 1.0 and bon["kl_to_ref"] <= bon["kl_bound"] + 1e-9, bon
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_pipeline_stages_learn(tmp_path, seed):
