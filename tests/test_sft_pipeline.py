@@ -156,7 +156,9 @@ def test_pipeline_sft_trains_on_two_cpu_ranks(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "rlhf_course", "pipeline", "--profile", "tiny", "--out", str(tmp_path), "--stages", "sft",
-           "--quiet", "--set", "sft.n_demonstrations=640", "--set", "sft.epochs=2", "--set", "n_eval_prompts=80"]
+           "--quiet", "--set", "sft.n_demonstrations=640", "--set", "sft.epochs=2", "--set", "n_eval_prompts=80",
+           # clean demonstrations: a short run on two ranks must show that it learns, not the flawed ones' cap
+           "--set", "sft.flawed_fraction=0"]
     run = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, cwd=Path(__file__).parents[1])
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
