@@ -82,12 +82,13 @@ def time_to_target(history: list[dict], target: float, window: int = 5) -> tuple
     return None
 
 
-def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 3.75) -> dict:
+def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 3.3) -> dict:
     """Wall time for each policy-gradient method on ``tiny`` to bring the gold reward of its samples to ``target``.
 
     Every method starts from the same SFT model, optimises the same reward
     model on the same prompts with the same rollout sizes (``profile.rl``),
-    and is timed from its first step; the SFT model's samples sit near 3.4.
+    and is timed from its first step; the SFT model's samples sit near 2.8,
+    and the methods end near 3.4 to 3.6.
     The methods run one after the other in this process: the course's
     REINFORCE, RLOO and PPO, and TRL's ``RLOOTrainer`` and ``GRPOTrainer``.
     ``ppo_ratio`` is PPO's time to the target over the faster of the two TRL
