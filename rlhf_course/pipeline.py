@@ -65,7 +65,6 @@ import os
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from . import __version__
@@ -178,15 +177,16 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     with torch.random.fork_rng():  # measuring must not move the random state later stages train from
         pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,
                          profile, seed=seed)
-    picks = [(i, j * n + int(pool.proxy[i, j * n:(j + 1) * n].argmax())) for i in range(len(distinct))
-             for j in range(repeats)]
-    picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in picks],
-                           np.array([float(pool.gold[i, c]) for i, c in picks]))
+    rows = torch.arange(len(distinct)).repeat_interleave(repeats)  # entry k of ``prompts`` answers distinct[rows[k]]
+    slices = pool.proxy[:, :repeats * n].view(len(distinct), repeats, n)  # slice j: an independent best-of-n draw
+    cols = (slices.argmax(dim=2) + n * torch.arange(repeats)).flatten()
+    picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in zip(rows.tolist(), cols.tolist())],
+                           pool.gold[rows, cols].numpy())
     samples["bon"] = picked
     entry = compare("bon", picked, samples)
     candidates = [pool.candidates_of(i) for i in range(len(distinct))]
     kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
-    entry.update(proxy_reward=float(np.mean([float(pool.proxy[i, c]) for i, c in picks])), n=n,
+    entry.update(proxy_reward=float(pool.proxy[rows, cols].mean()), n=n,
                  kl_to_ref=kl_by_n.get(n, estimate_best_of_n_kl(candidates, pool.proxy, n)),
                  kl_bound=best_of_n_kl_bound(n),
                  kl_excess_over_bound={m: kl - best_of_n_kl_bound(m) for m, kl in kl_by_n.items()})
