@@ -421,19 +421,21 @@ def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | P
     import json
     from dataclasses import asdict
 
-    from .sft import sft_checkpoint
+    from .sft import checkpoint_lock, sft_checkpoint
 
     sft_path = sft_checkpoint(profile, seed, progress=progress)
     out = Path(output_dir or f"runs/{profile.name}-seed{seed}/rm")
     final, stamp = out / "final", out / "final" / "course_settings.json"
     settings = {"sft": json.loads((sft_path / "course_settings.json").read_text()), "rm": asdict(profile.rm)}
-    if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
-        return final
-    from transformers import AutoTokenizer
+    with checkpoint_lock(out):  # another lab may be training this very model: wait for it, then reuse it
+        if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+            return final
+        from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(sft_path)
-    train_reward_model(reward_model_from(sft_path, profile), tokenizer, toy_preferences(profile, "train", seed=seed),
-                       profile, output_dir=out, seed=seed, progress=progress)
-    if (final / "model.safetensors").exists():
-        stamp.write_text(json.dumps(settings, indent=1) + "\n")
+        tokenizer = AutoTokenizer.from_pretrained(sft_path)
+        train_reward_model(reward_model_from(sft_path, profile), tokenizer,
+                           toy_preferences(profile, "train", seed=seed), profile, output_dir=out, seed=seed,
+                           progress=progress)
+        if (final / "model.safetensors").exists():
+            stamp.write_text(json.dumps(settings, indent=1) + "\n")
     return final

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,14 +209,31 @@ def sft_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | Non
     out = Path(output_dir or f"runs/{profile.name}-seed{seed}/sft")
     final, stamp = out / "final", out / "final" / "course_settings.json"
     settings = {"model": profile.model, "seed": seed, "sft": asdict(profile.sft), "lora": profile.lora}
-    if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
-        return final
-    model, tokenizer = load_model(profile, progress=progress)
-    train_sft(model, tokenizer, load_demonstrations(profile, seed), profile, output_dir=out, seed=seed,
-              progress=progress)
-    if (final / "model.safetensors").exists():
-        stamp.write_text(json.dumps(settings, indent=1) + "\n")
+    with checkpoint_lock(out):
+        if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+            return final
+        model, tokenizer = load_model(profile, progress=progress)
+        train_sft(model, tokenizer, load_demonstrations(profile, seed), profile, output_dir=out, seed=seed,
+                  progress=progress)
+        if (final / "model.safetensors").exists():
+            stamp.write_text(json.dumps(settings, indent=1) + "\n")
     return final
+
+
+@contextmanager
+def checkpoint_lock(folder: Path) -> Iterator[None]:
+    """Hold ``<folder>.lock`` while a shared checkpoint is checked and, if need be, trained.
+
+    Two labs open at once (or run side by side by the test suite) may both ask
+    for the same SFT model or reward model; the second waits for the first to
+    finish training and then reuses its model instead of training into the
+    same folder at the same time.
+    """
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        yield
 
 
 def load_policy(path: str | Path, profile: Profile) -> PreTrainedModel:

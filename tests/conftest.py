@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -41,52 +42,115 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(f"{sum(timings.values()):7.1f} s  total")
 
 
+# Labs from slowest to fastest on tiny (minutes on one CPU thread, December 2026). Two labs run side by side, the
+# slow ones first, so that both workers finish at about the same time. A lab not listed runs last.
+SLOWEST_FIRST = ("direct_alignment", "regularization", "reward_modeling", "policy_gradients", "rejection_sampling",
+                 "five_minute_rlhf", "ppo", "instruction_tuning", "what_are_preferences", "preference_data",
+                 "optimization_rl")
+
+
+@dataclass
+class LabRun:
+    """One lab executed for the website: how long it took and the error of its first failing cell, if any."""
+
+    seconds: float
+    error: str | None = None
+
+
+def execute_lab(notebook: Path, timeout: int) -> LabRun:
+    """Execute ``notebook`` in its own folder, as the book build does, and save it with its outputs in place."""
+    import re
+    import time
+
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    start, error = time.perf_counter(), None
+    try:
+        client.execute()
+    except (CellExecutionError, CellTimeoutError, DeadKernelError) as err:
+        error = re.sub(r"\x1b\[[0-9;]*m", "", f"{type(err).__name__}: {err}")[-3000:]  # no terminal colours
+    nbformat.write(nb, notebook)
+    return LabRun(time.perf_counter() - start, error)
+
+
+def execute_labs(labs_dir: Path, env: dict[str, str], jobs: int, timeout: int) -> dict[str, LabRun]:
+    """Execute every lab in ``labs_dir``, ``jobs`` at a time, slowest first; the kernels inherit ``env``.
+
+    Labs that need the shared SFT model or reward model wait for whichever lab
+    trains it first (see ``rlhf_course.sft.checkpoint_lock``).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rlhf_course.student import environment
+
+    rank = {lab: i for i, lab in enumerate(SLOWEST_FIRST)}
+    labs = sorted(labs_dir.glob("*.ipynb"), key=lambda nb: rank.get(nb.stem, len(rank)))
+    with environment(env), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        runs = dict(zip([nb.stem for nb in labs], pool.map(lambda nb: execute_lab(nb, timeout), labs)))
+    return runs
+
+
 class BuiltSite:
     """The real website built once per test session, every lab executed on ``tiny``.
 
-    Executing a lab is the slowest thing the suite does, so it is done once:
-    the book build runs every lab (as ``make book`` does) with
-    ``RLHF_COURSE_RESULTS_DIR`` pointing at ``results_dir``, and the notebook
-    tests read the outcomes the labs recorded there.
+    Executing the labs is the slowest thing the suite does, so it is done once,
+    and two labs at a time (``RLHF_COURSE_LAB_JOBS``, default 2): on the two
+    cores of CI one lab after another would not fit in the time CI allows.
+    The labs run in a copy of the repository with ``RLHF_COURSE_RESULTS_DIR``
+    pointing at ``results_dir``, and are saved there with their outputs; then
+    the book is built from that copy with the `make book` flags, rendering
+    those outputs instead of executing the labs a second time (every other
+    page is executed by the build). The notebook tests read the outcomes the
+    labs recorded.
     """
 
-    def __init__(self, root: Path, results_dir: Path, result) -> None:
-        self.root, self.results_dir, self.result = root, results_dir, result
+    def __init__(self, root: Path, results_dir: Path, lab_runs: dict[str, LabRun], result) -> None:
+        self.root, self.results_dir, self.lab_runs, self.result = root, results_dir, lab_runs, result
 
     def lab_seconds(self, lab: str) -> float | None:
-        """Wall time of a lab in the build, from the cell timings nbclient records."""
-        import json
-        from datetime import datetime
+        """Wall time of a lab, with another lab running beside it."""
+        run = self.lab_runs.get(lab)
+        return run.seconds if run else None
 
-        executed = self.root / "_build" / "jupyter_execute" / "labs" / f"{lab}.ipynb"
-        if not executed.exists():
-            return None
-        cells = [c.get("metadata", {}).get("execution", {}) for c in json.loads(executed.read_text())["cells"]]
-        stamps = [t for c in cells for t in (c.get("iopub.execute_input"), c.get("shell.execute_reply")) if t]
-        if not stamps:
-            return None
-        parse = [datetime.fromisoformat(t.replace("Z", "+00:00")) for t in stamps]
-        return (max(parse) - min(parse)).total_seconds()
+    def lab_errors(self) -> dict[str, str]:
+        """The labs that failed, with the error of each one's first failing cell."""
+        return {lab: run.error for lab, run in self.lab_runs.items() if run.error}
 
 
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory, kernel_env) -> BuiltSite:
-    """Build the whole website once (see :class:`BuiltSite`); the build's log is in ``.result``."""
+    """Execute every lab and build the whole website once (see :class:`BuiltSite`); the build's log is in ``.result``."""
     import shutil
     import subprocess
     import sys
+
+    import yaml
 
     root = tmp_path_factory.mktemp("site")
     results_dir = root / "_lab_results"
     ignore = shutil.ignore_patterns("_build", ".venv", ".git", "runs", "__pycache__", ".pytest_cache", ".hypothesis")
     shutil.copytree(ROOT, root, ignore=ignore, dirs_exist_ok=True)
-    env = {**os.environ, **kernel_env, "RLHF_COURSE_PLOTLYJS": "cdn", "RLHF_COURSE_RESULTS_DIR": str(results_dir),
+    env = {**kernel_env, "RLHF_COURSE_PLOTLYJS": "cdn", "RLHF_COURSE_RESULTS_DIR": str(results_dir),
            "RLHF_COURSE_PROFILE": "tiny"}
+    config = yaml.safe_load((root / "_config.yml").read_text())
+    jobs = int(os.environ.get("RLHF_COURSE_LAB_JOBS", "2"))
+    lab_runs = execute_labs(root / "labs", env, jobs, timeout=config["execute"]["timeout"])
+
+    # The labs now hold their outputs: the build renders them and executes every other page (the Seminal Works
+    # timeline) as `make book` does; the rest of _config.yml is the real one.
+    config["execute"]["exclude_patterns"] = [*config["execute"].get("exclude_patterns", []), "labs/*.ipynb"]
+    (root / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
     command = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; "
                "sys.argv[0] = 'jupyter-book'; sys.exit(main())",
                "build", str(root), "--warningiserror", "--nitpick", "--keep-going"]
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=4200)
-    return BuiltSite(root, results_dir, result)
+    result = subprocess.run(command, cwd=root, env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=1200)
+    return BuiltSite(root, results_dir, lab_runs, result)
 
 
 @pytest.fixture(scope="session")

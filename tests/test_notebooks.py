@@ -131,6 +131,8 @@ def outcome_of(notebook: Path, request: pytest.FixtureRequest, kernel_env, lab_t
     seconds = site.lab_seconds(lab)
     if seconds is not None:
         lab_timings[lab] = seconds
+    if lab in site.lab_errors():
+        pytest.fail(f"{lab} failed (executed copy: {site.root / 'labs' / notebook.name}):\n{site.lab_errors()[lab]}")
     try:
         return load_outcome(lab, site.results_dir)
     except (FileNotFoundError, KeyError, ValueError) as err:

@@ -257,3 +257,30 @@ def test_sft_checkpoint_is_trained_once_and_retrained_when_settings_change(tmp_p
     sft_checkpoint(changed, 0, tmp_path / "sft", progress=False)
     assert weights.stat().st_mtime_ns != first, "other settings must not silently reuse a stale model"
     assert json.loads((path / "course_settings.json").read_text())["sft"]["learning_rate"] == 0.0005
+
+
+def test_two_labs_asking_for_the_same_sft_model_at_once_train_it_once(tmp_path, monkeypatch):
+    """Two labs run side by side (the book tests do this) must not both train into the same folder."""
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rlhf_course import sft
+
+    profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1"])
+    real_train, calls, inside = sft.train_sft, [], threading.Semaphore(1)
+
+    def counted_train(*args, **kwargs):
+        assert inside.acquire(blocking=False), "a second training started while the first was running"
+        calls.append(1)
+        time.sleep(0.5)  # give the other caller time to arrive while this one trains
+        try:
+            return real_train(*args, **kwargs)
+        finally:
+            inside.release()
+
+    monkeypatch.setattr(sft, "train_sft", counted_train)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        paths = list(pool.map(lambda _: sft.sft_checkpoint(profile, 0, tmp_path / "sft", progress=False), range(2)))
+    assert paths[0] == paths[1] and (paths[0] / "model.safetensors").exists()
+    assert len(calls) == 1, f"the SFT model was trained {len(calls)} times"
