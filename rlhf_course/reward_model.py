@@ -413,10 +413,13 @@ def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | P
     """The folder of a reward model for ``profile`` and ``seed``: trained once on toy-world preferences, then reused.
 
     Like :func:`rlhf_course.sft.sft_checkpoint`, on which it builds: the
-    reward model starts from that SFT model, is saved under ``output_dir``
-    (default ``runs/<profile>-seed<seed>/rm``, the pipeline's layout) and is
-    retrained only if its settings change. Labs after the Reward Modeling
-    chapter get their reward model here.
+    reward model starts from that SFT model, is trained by
+    :func:`train_reward_model` on ``toy_preferences(profile, "train", seed=seed)``,
+    is saved under ``output_dir`` (default ``runs/<profile>-seed<seed>/rm``,
+    the pipeline's layout) with the log of its training, and is retrained only
+    if its settings change. The Reward Modeling lab trains it (or finds it) and
+    every later lab gets the same reward model here;
+    :func:`load_trained_reward_model` reads it back with its loss curve.
     """
     import json
     from dataclasses import asdict
@@ -425,17 +428,41 @@ def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | P
 
     sft_path = sft_checkpoint(profile, seed, progress=progress)
     out = Path(output_dir or f"runs/{profile.name}-seed{seed}/rm")
-    final, stamp = out / "final", out / "final" / "course_settings.json"
+    final, stamp, log = out / "final", out / "final" / "course_settings.json", out / "final" / TRAINING_LOG
     settings = {"sft": json.loads((sft_path / "course_settings.json").read_text()), "rm": asdict(profile.rm)}
     with checkpoint_lock(out):  # another lab may be training this very model: wait for it, then reuse it
-        if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
+        if ((final / "model.safetensors").exists() and log.exists() and stamp.exists()
+                and json.loads(stamp.read_text()) == settings):
             return final
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(sft_path)
-        train_reward_model(reward_model_from(sft_path, profile), tokenizer,
-                           toy_preferences(profile, "train", seed=seed), profile, output_dir=out, seed=seed,
-                           progress=progress)
+        result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
+                                    toy_preferences(profile, "train", seed=seed), profile, output_dir=out, seed=seed,
+                                    progress=progress)
         if (final / "model.safetensors").exists():
+            log.write_text(json.dumps({"log_history": result.log_history, "seconds": result.seconds}) + "\n")
             stamp.write_text(json.dumps(settings, indent=1) + "\n")
     return final
+
+
+TRAINING_LOG = "training_log.json"  # next to a reward model saved by reward_model_checkpoint
+
+
+def load_trained_reward_model(path: str | Path) -> RewardModelResult:
+    """A reward model saved by :func:`reward_model_checkpoint`, with its training log (losses, seconds).
+
+    The same :class:`RewardModelResult` that :func:`train_reward_model`
+    returned when the model was trained, whether that was a minute ago or in
+    another lab.
+    """
+    import json
+
+    path = Path(path)
+    if not (path / TRAINING_LOG).exists():
+        raise FileNotFoundError(f"{path} holds no {TRAINING_LOG}: it was not saved by reward_model_checkpoint. "
+                                "Call rlhf_course.reward_model.reward_model_checkpoint(profile, seed) to train "
+                                "(or find) the reward model, and pass the folder it returns.")
+    log = json.loads((path / TRAINING_LOG).read_text())
+    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
+    return RewardModelResult(model.to(device()).eval(), log["log_history"], log["seconds"])

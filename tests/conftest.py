@@ -42,11 +42,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     terminalreporter.write_line(f"{sum(timings.values()):7.1f} s  total")
 
 
-# Labs from slowest to fastest on tiny (minutes on one CPU thread, December 2026). Two labs run side by side, the
-# slow ones first, so that both workers finish at about the same time. A lab not listed runs last.
-SLOWEST_FIRST = ("direct_alignment", "regularization", "reward_modeling", "policy_gradients", "rejection_sampling",
-                 "five_minute_rlhf", "ppo", "instruction_tuning", "what_are_preferences", "preference_data",
-                 "optimization_rl")
+# The order in which labs start, two at a time. The first lab to ask trains the shared SFT model and reward model
+# (about 11 minutes) while the other waits for them; so the slowest lab goes first, and beside it labs that need
+# neither (the five-minute lab trains its own) or only the SFT model; then the rest, slowest first, so that both
+# workers finish at about the same time. A lab not listed runs last.
+LAB_ORDER = ("direct_alignment", "five_minute_rlhf", "instruction_tuning", "policy_gradients", "regularization",
+             "reward_modeling", "rejection_sampling", "ppo", "what_are_preferences", "preference_data",
+             "optimization_rl")
 
 
 @dataclass
@@ -79,7 +81,7 @@ def execute_lab(notebook: Path, timeout: int) -> LabRun:
 
 
 def execute_labs(labs_dir: Path, env: dict[str, str], jobs: int, timeout: int) -> dict[str, LabRun]:
-    """Execute every lab in ``labs_dir``, ``jobs`` at a time, slowest first; the kernels inherit ``env``.
+    """Execute every lab in ``labs_dir``, ``jobs`` at a time, in ``LAB_ORDER``; the kernels inherit ``env``.
 
     Labs that need the shared SFT model or reward model wait for whichever lab
     trains it first (see ``rlhf_course.sft.checkpoint_lock``).
@@ -88,7 +90,7 @@ def execute_labs(labs_dir: Path, env: dict[str, str], jobs: int, timeout: int) -
 
     from rlhf_course.student import environment
 
-    rank = {lab: i for i, lab in enumerate(SLOWEST_FIRST)}
+    rank = {lab: i for i, lab in enumerate(LAB_ORDER)}
     labs = sorted(labs_dir.glob("*.ipynb"), key=lambda nb: rank.get(nb.stem, len(rank)))
     with environment(env), ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         runs = dict(zip([nb.stem for nb in labs], pool.map(lambda nb: execute_lab(nb, timeout), labs)))

@@ -1,8 +1,9 @@
 """Run the whole test suite the way `make test` does: the book build beside everything else.
 
-Two jobs dominate the suite's time: the book build, which executes every lab on
-``tiny`` (tests/test_book.py builds it once, tests/test_notebooks.py reads the
-outcomes the labs recorded), and the two-seed pipeline test. With ``--jobs 2``
+Two jobs dominate the suite's time: executing every lab on ``tiny`` and building
+the book from them (the ``built_site`` fixture of tests/conftest.py runs two labs
+at a time; tests/test_book.py checks the website, tests/test_notebooks.py reads
+the outcomes the labs recorded), and the two-seed pipeline test. With ``--jobs 2``
 they run in two pytest processes side by side, the book tests in one and every
 other test in the other, so that two cores are both busy. ``--jobs 1`` runs a
 single pytest process.

@@ -57,13 +57,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured on seeds 0 / 1: SFT
     # gains 1.28 / 1.34 gold over base; the reward model agrees with gold 0.70 / 0.66; PPO wins 0.61 / 0.555 against
     # SFT (gold +0.40 / +0.28); DPO wins 0.60 / 0.50 (gold +0.41 / +0.17: on seed 1 it gains without winning more
-    # prompts). The five-minute promise: 312 / 321 CPU-seconds at one thread (about 3.5 minutes on 2 threads), but
-    # 437 / 445 s of wall time on 2 cores shared with other jobs, so the time ceiling is loose and the reward model's
-    # size, the one thing the lab shrinks, is asserted too.
+    # prompts). The five-minute promise is asserted on the kernel's CPU time at one torch thread, which another job
+    # on the same cores does not inflate (in CI two labs and the pipeline test share two cores, and the lab's wall
+    # time passed 600 s there); the ceiling is loose, and the reward model's size, the one thing the lab shrinks, is
+    # asserted too.
     "five_minute_rlhf": {"ppo_win_rate_vs_sft": (">=", 0.53), "ppo_gold_gain_over_sft": (">=", 0.15),
                          "dpo_win_rate_vs_sft": (">=", 0.45), "dpo_gold_gain_over_sft": (">=", 0.08),
                          "sft_gold_gain_over_base": (">=", 0.6), "rm_accuracy_gold": (">=", 0.62),
-                         "rm_pairs": ("<=", 4000), "seconds": ("<=", 600.0)},
+                         "rm_pairs": ("<=", 4000), "cpu_seconds": ("<=", 600.0)},
     # DPO, IPO, KTO and online DPO raise gold over SFT (measured +0.39..+0.41) and win (0.59-0.60); the reference-free
     # ORPO and SimPO gain less; DPO separates its training pairs; a larger beta holds the policy closer to SFT.
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),

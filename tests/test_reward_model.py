@@ -156,3 +156,37 @@ def test_gain_per_doubling_check_accepts_least_squares_and_explains_mistakes():
         checks.check_gain_per_doubling(lambda c, a: (a[-1] - a[0]) / (math.log2(c[-1]) - math.log2(c[0])))
     with pytest.raises(checks.ExerciseError, match="not implemented yet"):
         checks.check_gain_per_doubling(lambda c, a: (_ for _ in ()).throw(NotImplementedError()))
+
+
+def test_reward_model_checkpoint_is_trained_once_and_read_back_with_its_loss_curve(tmp_path, monkeypatch):
+    """The Reward Modeling lab and every later lab share one reward model: trained on the first call, then reused."""
+    import json
+
+    monkeypatch.chdir(tmp_path)  # the SFT model goes to runs/tiny-seed0/sft under here
+    profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1", "rm.n_pairs=64",
+                                                    "rm.epochs=1", "rm.batch_size=8"])
+    path = rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False)
+    weights = path / "model.safetensors"
+    first = weights.stat().st_mtime_ns
+    trained = rm.load_trained_reward_model(path)
+    assert len(trained.losses) >= 1 and trained.seconds > 0
+    assert json.loads((path / "course_settings.json").read_text())["rm"]["n_pairs"] == 64
+
+    assert rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False) == path
+    assert weights.stat().st_mtime_ns == first, "the same settings must reuse the saved reward model"
+    again = rm.load_trained_reward_model(path)
+    assert again.losses == trained.losses
+    prompts, responses = ["List 2 colors."] * 2, ["red, blue", "red red red red"]
+    assert torch.allclose(rm.score(again.model, _tokenizer(path), prompts, responses),
+                          rm.score(trained.model, _tokenizer(path), prompts, responses))
+
+
+def test_load_trained_reward_model_says_how_to_get_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="reward_model_checkpoint"):
+        rm.load_trained_reward_model(tmp_path)
+
+
+def _tokenizer(path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path)
