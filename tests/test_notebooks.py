@@ -54,13 +54,12 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     "policy_gradients": {"rloo_win_rate_vs_sft": (">=", 0.55), "rloo_gold_gain": (">=", 0.2),
                          "trl_rloo_gold_gain": (">=", 0.15), "grpo_gold_gain": (">=", 0.1),
                          "reinforce_gold_gain": (">=", 0.1), "rloo_trl_gold_gap": ("<=", 0.3)},
-    # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured on seeds 0 / 1: SFT
-    # gains 1.28 / 1.34 gold over base; the reward model agrees with gold 0.70 / 0.66; PPO wins 0.61 / 0.555 against
-    # SFT (gold +0.40 / +0.28); DPO wins 0.60 / 0.50 (gold +0.41 / +0.17: on seed 1 it gains without winning more
-    # prompts). The five-minute promise is asserted on the kernel's CPU time at one torch thread, which another job
-    # on the same cores does not inflate (in CI two labs and the pipeline test share two cores, and the lab's wall
-    # time passed 600 s there); the ceiling is loose, and the reward model's size, the one thing the lab shrinks, is
-    # asserted too.
+    # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured on seed 0 since half
+    # the demonstrations are flawed (four answers per test prompt): SFT gains 0.78 gold over base; the reward model
+    # agrees with gold 0.70; PPO wins 0.65 against SFT (gold +0.61), DPO 0.61 (+0.47). The five-minute promise is
+    # asserted on the kernel's CPU time at one torch thread, which other jobs on the same cores do not inflate: in
+    # CI two labs and the pipeline test share two cores, and the lab took 504 s of wall time there but 333 s of CPU.
+    # The ceiling is loose, and the reward model's size, the one thing the lab shrinks, is asserted too.
     "five_minute_rlhf": {"ppo_win_rate_vs_sft": (">=", 0.53), "ppo_gold_gain_over_sft": (">=", 0.15),
                          "dpo_win_rate_vs_sft": (">=", 0.45), "dpo_gold_gain_over_sft": (">=", 0.08),
                          "sft_gold_gain_over_base": (">=", 0.6), "rm_accuracy_gold": (">=", 0.62),
