@@ -239,8 +239,13 @@ def load_reward_function(path: str | Path, tokenizer: PreTrainedTokenizerBase, p
     if not (Path(path) / "config.json").exists():
         raise FileNotFoundError(f"No reward model at {path}. Train one first: the rm stage of "
                                 "`rlhf-course pipeline`, or rlhf_course.reward_model.train_reward_model.")
+    return reward_function(_load_saved_reward_model(path), tokenizer, profile.eval_batch_size)
+
+
+def _load_saved_reward_model(path: str | Path) -> PreTrainedModel:
+    """A saved reward model in float32 on the course's device, ready to score."""
     model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
-    return reward_function(model.to(device()).eval(), tokenizer, profile.eval_batch_size)
+    return model.to(device()).eval()
 
 
 def reward_function(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 256):
@@ -464,5 +469,4 @@ def load_trained_reward_model(path: str | Path) -> RewardModelResult:
                                 "Call rlhf_course.reward_model.reward_model_checkpoint(profile, seed) to train "
                                 "(or find) the reward model, and pass the folder it returns.")
     log = json.loads((path / TRAINING_LOG).read_text())
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
-    return RewardModelResult(model.to(device()).eval(), log["log_history"], log["seconds"])
+    return RewardModelResult(_load_saved_reward_model(path), log["log_history"], log["seconds"])
