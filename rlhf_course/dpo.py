@@ -792,6 +792,7 @@ def online_dpo(
     seed: int = 0,
     progress: bool = True,
     beta: float | None = None,
+    reference_path=None,
 ) -> DirectAlignmentResult:
     """Iterative DPO: rounds of sample from the current policy, label with a reward model, train with DPO.
 
@@ -805,11 +806,14 @@ def online_dpo(
     saved under ``output_dir/round<r>/final``; the last is the result, also
     saved as ``output_dir/final``.
 
-    The reference stays the original model at ``policy_path`` (the SFT model)
-    in every round, so β keeps bounding the distance from the SFT model, as the
-    KL penalty of RLHF does. (The other choice in the literature, resetting the
-    reference to the previous round's policy, lets the policy drift further
-    with every round.)
+    The rounds start from the model at ``policy_path``: the SFT model, or a
+    model already trained with offline DPO (the pipeline's ``online_dpo``
+    continues from its ``dpo`` stage). The reference is the model at
+    ``reference_path`` (default ``policy_path``; pass the SFT model when
+    starting from a DPO model) and stays the same in every round, so β keeps
+    bounding the distance from the SFT model, as the KL penalty of RLHF does.
+    (The other choice in the literature, resetting the reference to the
+    previous round's policy, lets the policy drift further with every round.)
     """
     from pathlib import Path
 
@@ -833,7 +837,8 @@ def online_dpo(
                                "pairs to learn from; sample more responses per prompt (profile.dpo.online_k).")
         out = Path(output_dir) / f"round{r}"
         result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
-                           beta=settings.online_beta if beta is None else beta, reference_path=policy_path,
+                           beta=settings.online_beta if beta is None else beta,
+                           reference_path=reference_path or policy_path,
                            epochs=settings.online_epochs, learning_rate=settings.online_learning_rate,
                            nll_weight=settings.online_nll_weight)
         history += [{**e, "round": r} for e in result.log_history]

@@ -228,8 +228,14 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
                  samples: dict[str, PolicySamples], progress: bool) -> dict:
     """Train the SFT policy with a direct-alignment method (``rlhf_course.dpo``), save it, and measure it.
 
-    The offline methods learn from ``profile.dpo.n_pairs`` toy-world preference
-    pairs; ``online_dpo`` labels its own samples with the reward model. The
+    ``dpo`` learns from the reward model's own toy-world preference pairs
+    (``profile.rm.n_pairs``), with ``profile.dpo.nll_weight`` times the SFT
+    loss on the chosen responses added, so that DPO and the reward-model
+    methods learn from the same labels; ``ipo``, ``kto``, ``orpo`` and
+    ``simpo`` learn from ``profile.dpo.n_pairs`` pairs. ``online_dpo``
+    continues from the ``dpo`` model for ``profile.dpo.online_rounds`` rounds
+    on its own samples labelled by the reward model, with the SFT model as
+    reference. The
     proxy reward is recorded whenever the reward model exists, so every stage
     can be read on the same axes.
     """
@@ -237,11 +243,18 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
     sft_path, rm_path = out / "sft" / "final", out / "rm" / "final"
     reward_fn = load_reward_function(rm_path, tokenizer, profile) if (rm_path / "config.json").exists() else None
     if stage == "online_dpo":
+        dpo_path = out / "dpo" / "final"
+        if not (dpo_path / "model.safetensors").exists():
+            raise FileNotFoundError(f"online_dpo continues from the dpo stage's model, but {dpo_path} does not exist. "
+                                    "Run the dpo stage first (--stages sft,rm,dpo,online_dpo).")
         if reward_fn is None:
             raise FileNotFoundError(f"online_dpo labels its pairs with the reward model, but {rm_path} does not exist. "
-                                    "Run the rm stage first (--stages sft,rm,online_dpo).")
-        result = online_dpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
-                            progress=progress)
+                                    "Run the rm stage first (--stages sft,rm,dpo,online_dpo).")
+        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
+                            progress=progress, reference_path=sft_path)
+    elif stage == "dpo":
+        result = train_dpo(sft_path, tokenizer, toy_pairs(profile, seed, n=profile.rm.n_pairs), profile,
+                           output_dir=out / stage, seed=seed, progress=progress, nll_weight=profile.dpo.nll_weight)
     else:
         result = DIRECT_TRAINERS[stage](sft_path, tokenizer, toy_pairs(profile, seed), profile,
                                         output_dir=out / stage, seed=seed, progress=progress)

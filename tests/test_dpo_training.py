@@ -127,6 +127,65 @@ def test_online_dpo_trains_each_round_against_the_sft_reference(tiny_policy, tmp
     assert {e["round"] for e in result.log_history} == {1, 2}
 
 
+def test_online_dpo_can_start_from_another_model_than_its_reference(tiny_policy, tmp_path, monkeypatch):
+    """The pipeline's online DPO continues from the DPO model; its reference stays the SFT model."""
+    import trl
+
+    path, tokenizer = tiny_policy
+    profile = apply_overrides(get_profile("tiny"), SMALL + ["dpo.online_prompts=16", "dpo.online_k=4",
+                                                            "dpo.online_epochs=1"])
+    start = load_policy(path, profile)
+    with torch.no_grad():
+        for parameter in start.parameters():
+            parameter.add_(0.01)
+    start.save_pretrained(tmp_path / "start")
+    tokenizer.save_pretrained(tmp_path / "start")
+    seen = []
+
+    class Recording(trl.DPOTrainer):
+        def __init__(self, *args, **kwargs):
+            seen.append({name: {k: v.clone() for k, v in kwargs[name].state_dict().items()}
+                         for name in ("model", "ref_model")})
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(trl, "DPOTrainer", Recording)
+    reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
+    dpo.online_dpo(tmp_path / "start", tokenizer, reward_fn, profile, rounds=1, output_dir=tmp_path / "online",
+                   seed=0, progress=False, reference_path=path)
+    sft, moved = load_policy(path, profile).state_dict(), start.state_dict()
+    assert all(torch.equal(seen[0]["ref_model"][k], sft[k]) for k in sft), "the reference is reference_path"
+    assert all(torch.equal(seen[0]["model"][k], moved[k]) for k in moved), "round 1 starts from policy_path"
+
+
+def test_pipeline_online_dpo_asks_for_the_dpo_stage_first(tmp_path):
+    from rlhf_course.pipeline import direct_stage
+
+    with pytest.raises(FileNotFoundError, match=r"continues from the dpo stage's model.*--stages sft,rm,dpo,online_dpo"):
+        direct_stage("online_dpo", None, [], get_profile("tiny"), 0, tmp_path, {}, progress=False)
+
+
+def test_pipeline_dpo_stage_learns_from_the_reward_models_pairs_with_the_nll_term(tmp_path, monkeypatch):
+    from rlhf_course import pipeline
+
+    asked = {}
+
+    def pairs(profile, seed=0, n=None):
+        asked["n"] = n
+        return []
+
+    def train(policy_path, tokenizer, rows, profile, **kwargs):
+        asked.update(kwargs)
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(pipeline, "toy_pairs", pairs)
+    monkeypatch.setattr(pipeline, "train_dpo", train)
+    profile = get_profile("tiny")
+    with pytest.raises(RuntimeError, match="stop here"):
+        pipeline.direct_stage("dpo", None, [], profile, 0, tmp_path, {}, progress=False)
+    assert asked["n"] == profile.rm.n_pairs == 20000
+    assert asked["nll_weight"] == profile.dpo.nll_weight == 0.5
+
+
 @pytest.mark.parametrize(("field", "value"), [("chosen", None), ("rejected", ""), ("prompt", 3)])
 def test_bad_rows_name_the_row_and_the_field(tiny_policy, tmp_path, field, value):
     path, tokenizer = tiny_policy
