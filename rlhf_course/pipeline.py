@@ -86,7 +86,7 @@ DEFAULT_STAGES = STAGES
 RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo")  # optimise against the reward model
 DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn from preference pairs directly
 POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
-DIRECT_TRAINERS = {"dpo": train_dpo, "ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}
+DIRECT_TRAINERS = {"ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}  # dpo: its own recipe
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
                  "kl_to_ref", "seconds")
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")
@@ -235,9 +235,8 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
     ``simpo`` learn from ``profile.dpo.n_pairs`` pairs. ``online_dpo``
     continues from the ``dpo`` model for ``profile.dpo.online_rounds`` rounds
     on its own samples labelled by the reward model, with the SFT model as
-    reference. The
-    proxy reward is recorded whenever the reward model exists, so every stage
-    can be read on the same axes.
+    reference. The proxy reward is recorded whenever the reward model exists,
+    so every stage can be read on the same axes.
     """
     start = time.perf_counter()
     sft_path, rm_path = out / "sft" / "final", out / "rm" / "final"
