@@ -747,6 +747,26 @@ def trl_loss_on_batch(policy, reference, tokenizer, rows: list[dict], profile, b
     return {"loss": loss, "beta": beta, **logps}
 
 
+def implicit_reward_function(policy, reference, tokenizer, beta: float, batch_size: int = 64):
+    """DPO's implicit reward as a reward function ``(prompts, responses) -> rewards``.
+
+    The reward of a response is β log π_θ(y|x)/π_ref(y|x), the quantity DPO's
+    loss treats as a Bradley–Terry reward. Its signature is that of
+    ``reward_model.reward_function``, so the policy can be scored exactly like a
+    reward model (``reward_model.evaluate_rewards``): on held-out pairs against
+    gold, which measures what DPO learned better than the accuracy TRL logs on
+    training batches. Rewards compare responses to the same prompt only.
+    """
+    from .sampling import completion_logprobs
+
+    def reward_fn(prompts: list[str], responses: list[str]) -> torch.Tensor:
+        policy_logps = completion_logprobs(policy, tokenizer, prompts, responses, batch_size=batch_size)
+        reference_logps = completion_logprobs(reference, tokenizer, prompts, responses, batch_size=batch_size)
+        return beta * (policy_logps - reference_logps)
+
+    return reward_fn
+
+
 # ----------------------------------------------------------------------------- online (iterative) DPO
 
 

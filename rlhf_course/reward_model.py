@@ -280,11 +280,20 @@ def evaluate_reward_model(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, rows: list[dict], batch_size: int = 64
 ) -> RewardModelReport:
     """Accuracy against gold and labels, and the spurious correlations, on held-out ``rows``."""
+    return evaluate_rewards(reward_function(model, tokenizer, batch_size), rows)
+
+
+def evaluate_rewards(reward_fn, rows: list[dict]) -> RewardModelReport:
+    """:func:`evaluate_reward_model` for any reward function ``(prompts, responses) -> rewards``.
+
+    For example DPO's implicit reward (``dpo.implicit_reward_function``), so a
+    policy can be judged as a reward model on the same pairs.
+    """
     from .toyworld import STOCK_PHRASE
 
     prompts = [r["prompt"] for r in rows]
-    chosen = score(model, tokenizer, prompts, [r["chosen"] for r in rows], batch_size).numpy()
-    rejected = score(model, tokenizer, prompts, [r["rejected"] for r in rows], batch_size).numpy()
+    chosen = reward_fn(prompts, [r["chosen"] for r in rows]).numpy()
+    rejected = reward_fn(prompts, [r["rejected"] for r in rows]).numpy()
     margins = np.array([r["gold_margin"] for r in rows])
     decided = margins != 0
     agree = (chosen > rejected) == (margins > 0)

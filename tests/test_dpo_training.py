@@ -239,3 +239,22 @@ def test_trl_loss_on_batch_matches_the_package_loss_on_its_log_probs(tiny_policy
     assert all(a.shape == (8,) for a in args)
     assert abs(dpo.dpo_loss(*args, 0.5)[0].item() - batch["loss"]) < 1e-5
     assert abs(batch["loss"] - math.log(2)) > 1e-3
+
+
+def test_implicit_reward_is_the_margin_of_trls_dpo_loss(tiny_policy):
+    """Fed through −log σ(r(chosen) − r(rejected)), the implicit reward gives TRL's DPO loss on the same pairs."""
+    path, tokenizer = tiny_policy
+    profile = get_profile("tiny")
+    policy, reference = load_policy(path, profile), load_policy(path, profile)
+    rows = dpo.toy_pairs(profile, 0, n=8)
+    prompts = [r["prompt"] for r in rows]
+    same = dpo.implicit_reward_function(policy, reference, tokenizer, beta=0.5)(prompts, [r["chosen"] for r in rows])
+    assert same.shape == (8,) and torch.all(same == 0), "a policy equal to its reference has zero implicit reward"
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for parameter in reference.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    reward = dpo.implicit_reward_function(policy, reference, tokenizer, beta=0.5)
+    margins = reward(prompts, [r["chosen"] for r in rows]) - reward(prompts, [r["rejected"] for r in rows])
+    trl_loss = dpo.trl_loss_on_batch(policy, reference, tokenizer, rows, profile, beta=0.5)["loss"]
+    assert abs(-torch.nn.functional.logsigmoid(margins).mean().item() - trl_loss) < 1e-5

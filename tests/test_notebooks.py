@@ -64,13 +64,16 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                          "dpo_win_rate_vs_sft": (">=", 0.45), "dpo_gold_gain_over_sft": (">=", 0.08),
                          "sft_gold_gain_over_base": (">=", 0.6), "rm_accuracy_gold": (">=", 0.62),
                          "rm_pairs": ("<=", 4000), "cpu_seconds": ("<=", 600.0)},
-    # DPO, IPO, KTO and online DPO raise gold over SFT (measured +0.39..+0.41) and win (0.59-0.60); the reference-free
-    # ORPO and SimPO gain less; DPO separates its training pairs; a larger beta holds the policy closer to SFT.
+    # DPO, IPO, KTO and online DPO beat SFT by gold (seeds 0 / 1: DPO 0.61 / 0.63, online 0.625 / 0.63, IPO 0.60 /
+    # 0.61, KTO 0.57 / 0.66); the reference-free ORPO and SimPO gain less (+0.54 / +0.46, +0.46 / +0.26); DPO's
+    # implicit reward orders its training pairs as labelled (0.81 / 0.80) and held-out pairs as gold does (0.76 /
+    # 0.75; the reward model 0.78 / 0.78); a larger beta holds the policy closer to SFT. (The accuracy TRL logs on
+    # the last training batches read 0.83 / 0.67: too noisy to assert.)
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
-                         "dpo_final_reward_accuracy": (">=", 0.7), "beta_sweep_kl_drop": (">=", 1.0),
-                         "policy_gradient_points": (">=", 1)},
+                         "dpo_train_reward_accuracy": (">=", 0.7), "dpo_heldout_gold_accuracy": (">=", 0.7),
+                         "beta_sweep_kl_drop": (">=", 1.0), "policy_gradient_points": (">=", 1)},
     # PPO beats SFT by gold (seeds 0 / 1: win 0.63 / 0.565, gain +0.55 / +0.35) within the KL its beta allows
     # (0.97 / 1.52 nats), the clip seldom binds (0.003 / 0.002), the critic learns values (loss 5.7 -> 0.28 /
     # 4.7 -> 0.18), and the gold-KL figure has a policy-gradient point (the Policy Gradients lab's record, or RLOO

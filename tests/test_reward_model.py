@@ -64,6 +64,21 @@ def test_calibration_curve_bins_cover_every_decided_pair():
     assert all(0 <= b["predicted"] <= 1 and 0 <= b["observed"] <= 1 for b in curve)
 
 
+def test_evaluate_rewards_scores_any_reward_function_on_hand_made_pairs():
+    """A reward that counts words, on four pairs worked out by hand; the gold tie is left out of the gold metrics."""
+    rows = [{"prompt": "q", "chosen": "a b c", "rejected": "a", "gold_margin": 1.0},       # right by gold and label
+            {"prompt": "q", "chosen": "a", "rejected": "a b", "gold_margin": 0.5},         # wrong by both
+            {"prompt": "q", "chosen": "x y", "rejected": "x y z w", "gold_margin": -1.0},  # right by gold only
+            {"prompt": "q", "chosen": "p q", "rejected": "p", "gold_margin": 0.0}]         # a gold tie
+    report = rm.evaluate_rewards(lambda prompts, responses: torch.tensor([len(r.split()) for r in responses],
+                                                                         dtype=torch.float32), rows)
+    assert report.accuracy_gold == pytest.approx(2 / 3)
+    assert report.accuracy_labels == pytest.approx(0.5)
+    assert report.label_accuracy_gold == pytest.approx(2 / 3)
+    assert report.length_corr == pytest.approx(1.0)
+    assert list(report.chosen_rewards) == [3, 1, 2, 2] and list(report.rejected_rewards) == [1, 2, 4, 1]
+
+
 def test_profiles_carry_reward_model_sizes():
     profile = apply_overrides(get_profile("tiny"), ["rm.n_pairs=10"])
     assert profile.rm.n_pairs == 10 and get_profile("smol").rm.n_pairs < get_profile("tiny").rm.n_pairs
