@@ -44,24 +44,28 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                         "optimum_value_error": ("<=", 1e-6)},
     "reward_modeling": {"rm_accuracy_gold": (">=", 0.75), "rm_phrase_effect": (">=", 0.2),
                         "gain_per_doubling": (">=", 0.005), "orm_auc": (">=", 0.8)},
-    # Best-of-16 beats SFT; its measured KL never exceeds log n - (n-1)/n; gold peaks and then falls as n grows
-    # while the proxy keeps rising; one round of rejection-sampling fine-tuning beats SFT, and selecting the top
-    # sample beats keeping a random one.
-    "rejection_sampling": {"bon16_win_rate_vs_sft": (">=", 0.58), "bon_kl_max_excess_over_bound": ("<=", 1e-9),
-                           "bon_gold_drop_peak_to_max_n": (">=", 0.2), "rs_ft_round1_win_rate_vs_sft": (">=", 0.54),
+    # Best-of-16 beats SFT with gold win rate >= 0.6, issue 5's bar (seeds 0 / 1: 0.67 / 0.72); its measured KL never
+    # exceeds log n - (n-1)/n; gold peaks and then falls as n grows while the proxy keeps rising (drop 0.23 / 0.28);
+    # one round of rejection-sampling fine-tuning beats SFT (0.64 / 0.68), and selecting the top sample beats
+    # keeping a random one (+0.12 / +0.18).
+    "rejection_sampling": {"bon16_win_rate_vs_sft": (">=", 0.6), "bon_kl_max_excess_over_bound": ("<=", 1e-9),
+                           "bon_gold_drop_peak_to_max_n": (">=", 0.2), "rs_ft_round1_win_rate_vs_sft": (">=", 0.58),
                            "top_minus_random_win_rate": (">=", 0.04)},
-    # Every method raises the gold reward over SFT, and the from-scratch RLOO learns like TRL's RLOOTrainer.
-    "policy_gradients": {"rloo_win_rate_vs_sft": (">=", 0.55), "rloo_gold_gain": (">=", 0.2),
-                         "trl_rloo_gold_gain": (">=", 0.15), "grpo_gold_gain": (">=", 0.1),
-                         "reinforce_gold_gain": (">=", 0.1), "rloo_trl_gold_gap": ("<=", 0.3)},
-    # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured on seed 0 since half
-    # the demonstrations are flawed (four answers per test prompt): SFT gains 0.78 gold over base; the reward model
-    # agrees with gold 0.70; PPO wins 0.65 against SFT (gold +0.61), DPO 0.61 (+0.47). The five-minute promise is
-    # asserted on the kernel's CPU time at one torch thread, which other jobs on the same cores do not inflate: in
-    # CI two labs and the pipeline test share two cores, and the lab took 504 s of wall time there but 333 s of CPU.
-    # The ceiling is loose, and the reward model's size, the one thing the lab shrinks, is asserted too.
-    "five_minute_rlhf": {"ppo_win_rate_vs_sft": (">=", 0.53), "ppo_gold_gain_over_sft": (">=", 0.15),
-                         "dpo_win_rate_vs_sft": (">=", 0.45), "dpo_gold_gain_over_sft": (">=", 0.08),
+    # Every method raises the gold reward over SFT (seeds 0 / 1: RLOO +0.79 / +0.82, TRL RLOO +0.82 / +0.77, GRPO
+    # +0.63 / +0.71, REINFORCE +0.77 / +0.79), RLOO wins >= 0.6, issue 5's bar (0.68 / 0.69), and the from-scratch
+    # RLOO learns like TRL's RLOOTrainer (gold gap 0.03 / 0.05).
+    "policy_gradients": {"rloo_win_rate_vs_sft": (">=", 0.6), "rloo_gold_gain": (">=", 0.4),
+                         "trl_rloo_gold_gain": (">=", 0.4), "grpo_gold_gain": (">=", 0.4),
+                         "reinforce_gold_gain": (">=", 0.4), "rloo_trl_gold_gap": ("<=", 0.3)},
+    # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured (seeds 0 / 1, four
+    # answers per test prompt; half the demonstrations are flawed): SFT gains 0.78 / 0.88 gold over base; the reward
+    # model agrees with gold 0.70 / 0.715; PPO wins 0.65 / 0.64 against SFT (gold +0.61 / +0.51), DPO 0.63 / 0.64
+    # (+0.51 / +0.60). The five-minute promise is asserted on the kernel's CPU time at one torch thread, which other
+    # jobs on the same cores inflate far less than wall time: in CI runs, with two labs and two pipeline seeds on two
+    # cores, the lab took 500 to 760 s of wall time and 333 to 506 s of CPU. The ceiling is loose, and the reward
+    # model's size, the one thing the lab shrinks, is asserted too.
+    "five_minute_rlhf": {"ppo_win_rate_vs_sft": (">=", 0.55), "ppo_gold_gain_over_sft": (">=", 0.3),
+                         "dpo_win_rate_vs_sft": (">=", 0.55), "dpo_gold_gain_over_sft": (">=", 0.3),
                          "sft_gold_gain_over_base": (">=", 0.6), "rm_accuracy_gold": (">=", 0.62),
                          "rm_pairs": ("<=", 4000), "cpu_seconds": ("<=", 600.0)},
     # DPO, IPO, KTO and online DPO beat SFT by gold (seeds 0 / 1: DPO 0.61 / 0.63, online 0.625 / 0.63, IPO 0.60 /
@@ -74,11 +78,11 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
                          "dpo_train_reward_accuracy": (">=", 0.7), "dpo_heldout_gold_accuracy": (">=", 0.7),
                          "beta_sweep_kl_drop": (">=", 1.0), "policy_gradient_points": (">=", 1)},
-    # PPO beats SFT by gold (seeds 0 / 1: win 0.63 / 0.565, gain +0.55 / +0.35) within the KL its beta allows
-    # (0.97 / 1.52 nats), the clip seldom binds (0.003 / 0.002), the critic learns values (loss 5.7 -> 0.28 /
-    # 4.7 -> 0.18), and the gold-KL figure has a policy-gradient point (the Policy Gradients lab's record, or RLOO
-    # trained in the lab: seed 1 ran without the record).
-    "ppo": {"ppo_win_rate_vs_sft": (">=", 0.55), "ppo_gold_gain": (">=", 0.2), "ppo_kl": ("<=", 3.0),
+    # PPO beats SFT by gold (seeds 0 / 1: win 0.67 / 0.69, gain +0.80 / +0.79) within the KL its beta allows
+    # (1.5 / 1.56 nats), the clip seldom binds (0.003 / 0.003), the critic learns values (final loss 0.22 / 0.27),
+    # and the gold-KL figure has a policy-gradient point (the Policy Gradients lab's record, or RLOO trained in the
+    # lab when the record is missing).
+    "ppo": {"ppo_win_rate_vs_sft": (">=", 0.6), "ppo_gold_gain": (">=", 0.4), "ppo_kl": ("<=", 3.0),
             "final_clip_fraction": ("<=", 0.1), "final_value_loss": ("<=", 1.5), "policy_gradient_points": (">=", 1)},
     # Over-optimisation: RLOO with beta = 0 (150 steps) beats the best beta > 0 (60 steps) on the proxy and loses to
     # it on gold (seed 0: +1.08 proxy, -1.46 gold; seed 1: +0.93, -1.46); a larger beta holds the policy closer to SFT.
