@@ -160,8 +160,7 @@ def test_lab_runs_and_learns(notebook: Path, request: pytest.FixtureRequest, ker
     lab = notebook.stem
     record = outcome_of(notebook, request, kernel_env, lab_timings)
     assert record["profile"] == "tiny", f"{lab} ran on {record['profile']!r}; it must honour PROFILE"
-    expected_seed = LAB_SEED if os.environ.get("RLHF_COURSE_SKIP_REAL_BOOK") == "1" else 0
-    assert record["seed"] == expected_seed, f"{lab} ran with seed {record['seed']!r}; it must honour SEED"
+    assert record["seed"] == LAB_SEED, f"{lab} ran with seed {record['seed']!r}; it must honour SEED"
     if lab not in EXPECTATIONS:
         pytest.fail(
             f"Lab {lab!r} has no expectations. It recorded {record['outcome']}; add thresholds it must "
