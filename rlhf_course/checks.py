@@ -1410,25 +1410,25 @@ def _kl_estimator_mistakes(logp_policy: torch.Tensor, logp_ref: torch.Tensor) ->
     """Per estimator, (wrong values, hint) for the usual mistakes."""
     log_rho = logp_ref - logp_policy
     rho = log_rho.exp()
-    swapped = "The log-ratio is the wrong way round: log ρ = log π_ref − log π_θ (reference first), so k1 = −log ρ = " \
+    swapped = "The log-ratio is the wrong way round: log ω = log π_ref − log π_θ (reference first), so k1 = −log ω = " \
               "log π_θ − log π_ref."
     ratio_of_logs = logp_ref / logp_policy
-    not_a_ratio = "ρ = π_ref / π_θ = exp(log π_ref − log π_θ): subtract the log-probabilities, do not divide them."
-    uses_rho = "You used ρ where the formula has log ρ; ρ = exp(log π_ref − log π_θ), and log ρ is the difference itself."
+    not_a_ratio = "ω = π_ref / π_θ = exp(log π_ref − log π_θ): subtract the log-probabilities, do not divide them."
+    uses_rho = "You used ω where the formula has log ω; ω = exp(log π_ref − log π_θ), and log ω is the difference itself."
     return {
         "k1": [(log_rho, swapped), (1 - rho, uses_rho), (-rho, uses_rho), (rho - 1, uses_rho),
                (-ratio_of_logs.log(), not_a_ratio)],
-        "k2": [(log_rho**2, "The ½ is missing: k2 = ½ (log ρ)²."),
+        "k2": [(log_rho**2, "The ½ is missing: k2 = ½ (log ω)²."),
                (0.5 * rho**2, uses_rho), (0.5 * (rho - 1) ** 2, uses_rho),
-               ((0.5 * log_rho) ** 2, "Square, then halve: k2 = ½ (log ρ)², not (½ log ρ)²."),
-               (0.5 * log_rho, "The square is missing: k2 = ½ (log ρ)²."),
+               ((0.5 * log_rho) ** 2, "Square, then halve: k2 = ½ (log ω)², not (½ log ω)²."),
+               (0.5 * log_rho, "The square is missing: k2 = ½ (log ω)²."),
                (0.5 * ratio_of_logs.log() ** 2, not_a_ratio)],
-        "k3": [((-log_rho).exp() - 1 + log_rho, swapped.replace("so k1 = −log ρ = log π_θ − log π_ref", "so "
-                                                                 "k3 = (ρ − 1) − log ρ with ρ = π_ref / π_θ")),
-               ((rho - 1) + log_rho, "The sign of the log term is wrong: k3 = (ρ − 1) − log ρ."),
-               ((1 - rho) - log_rho, "The first term is ρ − 1, not 1 − ρ: k3 = (ρ − 1) − log ρ, never negative."),
+        "k3": [((-log_rho).exp() - 1 + log_rho, swapped.replace("so k1 = −log ω = log π_θ − log π_ref", "so "
+                                                                 "k3 = (ω − 1) − log ω with ω = π_ref / π_θ")),
+               ((rho - 1) + log_rho, "The sign of the log term is wrong: k3 = (ω − 1) − log ω."),
+               ((1 - rho) - log_rho, "The first term is ω − 1, not 1 − ω: k3 = (ω − 1) − log ω, never negative."),
                (rho.exp() - 1 - rho, uses_rho), ((rho - 1) - rho, uses_rho),
-               (rho - 1, "The −log ρ term is missing: k3 = (ρ − 1) − log ρ. On its own, ρ − 1 has mean 0."),
+               (rho - 1, "The −log ω term is missing: k3 = (ω − 1) − log ω. On its own, ω − 1 has mean 0."),
                ((ratio_of_logs - 1) - ratio_of_logs.log(), not_a_ratio)],
     }
 
@@ -1463,13 +1463,13 @@ def _learner_estimates(fn: Callable[..., Any], logp_policy: torch.Tensor, logp_r
 def check_kl_estimators(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
     """Check ``fn(logp_policy, logp_ref) -> {"k1", "k2", "k3"}``: Schulman's three per-sample KL estimators.
 
-    With log ρ = log π_ref − log π_θ: k1 = −log ρ, k2 = ½ (log ρ)², k3 = (ρ − 1) − log ρ,
+    With log ω = log π_ref − log π_θ: k1 = −log ω, k2 = ½ (log ω)², k3 = (ω − 1) − log ω,
     as ``rlhf_course.regularization.kl_estimators`` computes them. A tuple
     ``(k1, k2, k3)`` is accepted too. The hand-made cases:
 
-    - π_θ = 0.5, π_ref = 0.25: log ρ = −log 2, so k1 = log 2 ≈ 0.693,
+    - π_θ = 0.5, π_ref = 0.25: log ω = −log 2, so k1 = log 2 ≈ 0.693,
       k2 = ½ (log 2)² ≈ 0.240 and k3 = −0.5 + log 2 ≈ 0.193;
-    - π_θ = 0.25, π_ref = 0.5: log ρ = log 2, so k1 ≈ −0.693 (a single sample
+    - π_θ = 0.25, π_ref = 0.5: log ω = log 2, so k1 ≈ −0.693 (a single sample
       can be negative), k2 ≈ 0.240 and k3 = 1 − log 2 ≈ 0.307;
     - a policy equal to its reference: all three are 0;
     - a (3, 5) batch of per-token log-probabilities: one value per token.
@@ -1498,8 +1498,8 @@ def check_kl_estimators(fn: Callable[[torch.Tensor, torch.Tensor], Any]) -> str:
         for _, got, _, mistakes in failures:
             for hint in {hint for value, hint in mistakes[name] if same(got, value)}:
                 counts[hint] = counts.get(hint, 0) + 1
-        default = {"k1": "k1 = −log ρ = log π_θ − log π_ref.", "k2": "k2 = ½ (log ρ)², log ρ = log π_ref − log π_θ.",
-                   "k3": "k3 = (ρ − 1) − log ρ, with ρ = exp(log π_ref − log π_θ); torch.expm1 computes e^x − 1 "
+        default = {"k1": "k1 = −log ω = log π_θ − log π_ref.", "k2": "k2 = ½ (log ω)², log ω = log π_ref − log π_θ.",
+                   "k3": "k3 = (ω − 1) − log ω, with ω = exp(log π_ref − log π_θ); torch.expm1 computes e^x − 1 "
                          "accurately."}[name]
         hint = max(counts, key=counts.get) if counts else default
         label, got, expected, _ = failures[0]

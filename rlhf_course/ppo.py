@@ -83,8 +83,17 @@ def kl_penalised_rewards(
       Summed over a response, the return is r_φ(x, y) − β log(π_θ(y|x) / π_ref(y|x)),
       the shaped reward of the KL-regularised objective. Single tokens can be
       rewarded (kl_t < 0) for being likelier under the reference.
-    - ``"k3"``: kl_t = (ρ_t − 1) − log ρ_t with ρ_t = π_ref / π_θ. Also unbiased
-      per token, never negative, lower in variance near π_θ ≈ π_ref.
+    - ``"k3"``: kl_t = (ω_t − 1) − log ω_t with ω_t = π_ref / π_θ. Its *value* is
+      also unbiased per token, never negative and less noisy near π_θ ≈ π_ref,
+      but as a reward it does not give the objective's gradient: the
+      score-function gradient of a reward k3 is ∇[KL(π_θ ‖ π_ref) − KL(π_ref ‖ π_θ)]
+      per next-token distribution, not ∇KL(π_θ ‖ π_ref). Near the reference the
+      two KLs cancel to second order, so the penalty barely pulls back.
+    - ``"k2"``: kl_t = ½ (log ω_t)²; biased in value, and its gradient as a
+      reward is ∇E[k2] − ∇KL(π_θ ‖ π_ref).
+
+    Only ``"k1"`` optimises the KL-regularised objective; the others are here to
+    be compared with it (``tests/test_kl_in_reward.py`` checks these gradients).
 
     Args:
         scores: the reward model's score of each response, shape ``(batch,)``.
@@ -223,17 +232,17 @@ def clipped_policy_loss(
     mask: torch.Tensor | None = None,
     clip: float = 0.2,
 ) -> PolicyLoss:
-    """PPO's clipped surrogate as a loss: −mean over real tokens of min(r A, clip(r, 1 − ε, 1 + ε) A).
+    """PPO's clipped surrogate as a loss: −mean over real tokens of min(ρ A, clip(ρ, 1 − ε, 1 + ε) A).
 
-    The ratio r_t = π_θ(y_t | ·) / π_old(y_t | ·) is formed as
+    The ratio ρ_t = π_θ(y_t | ·) / π_old(y_t | ·) is formed as
     exp(log π_θ − log π_old). The minimum is pessimistic: once the ratio has
-    left [1 − ε, 1 + ε] in the direction the advantage asks for (r > 1 + ε with
-    A > 0, r < 1 − ε with A < 0), the clipped term is used, which is constant,
+    left [1 − ε, 1 + ε] in the direction the advantage asks for (ρ > 1 + ε with
+    A > 0, ρ < 1 − ε with A < 0), the clipped term is used, which is constant,
     and the token's gradient is zero; in every other case the token keeps its
     importance-weighted policy gradient. ``clip_fraction`` is the share of
     real tokens in that first case.
 
-    ``approx_kl`` is the mean of k3 = (r − 1) − log r over the tokens, which were
+    ``approx_kl`` is the mean of k3 = (ρ − 1) − log ρ over the tokens, which were
     sampled from π_old: an unbiased, never negative estimate of
     KL(π_old ‖ π_θ) per token (the roles of :mod:`rlhf_course.regularization`
     with the two policies swapped), used to stop a batch's epochs early.

@@ -86,7 +86,7 @@ class PPOSettings:
     lam: float = 0.95  # λ of GAE
     max_approx_kl: float = 0.05  # stop a batch's epochs once KL(π_old ‖ π_θ) per token exceeds this; 0: never
     missing_eos_penalty: float = 2.0  # subtracted from the score of a response cut off before its EOS
-    kl_estimator: str = "k1"  # per-token KL penalty in the reward: "k1" (log-ratio) or "k3"
+    kl_estimator: str = "k1"  # per-token KL in the reward: "k1" (the objective's gradient) or "k3" (to compare)
     steps: int | None = None  # rollout batches; None: profile.rl.steps
     beta: float | None = None  # KL coefficient of the per-token penalty; None: profile.rl.beta
 

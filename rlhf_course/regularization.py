@@ -5,23 +5,23 @@ language model the KL cannot be summed over every possible response, so it is
 estimated on responses (or tokens) sampled from the policy itself. Given a
 sample y ~ π_θ, write the log-ratio
 
-    log ρ = log π_ref(y) − log π_θ(y)      (ρ = π_ref(y) / π_θ(y)).
+    log ω = log π_ref(y) − log π_θ(y)      (ω = π_ref(y) / π_θ(y)).
 
-Because E_{y~π_θ}[ρ] = Σ_y π_ref(y) = 1, three simple functions of log ρ have
-expectations at or near KL(π_θ ‖ π_ref) = E_{y~π_θ}[−log ρ]:
+Because E_{y~π_θ}[ω] = Σ_y π_ref(y) = 1, three simple functions of log ω have
+expectations at or near KL(π_θ ‖ π_ref) = E_{y~π_θ}[−log ω]:
 
 ========  ==========================  ======================================
 name      per-sample value            expectation under y ~ π_θ
 ========  ==========================  ======================================
-``k1``    −log ρ                      exactly the KL (unbiased); single
+``k1``    −log ω                      exactly the KL (unbiased); single
                                       samples can be negative; high variance
-``k2``    ½ (log ρ)²                  *not* the KL (biased): a different
+``k2``    ½ (log ω)²                  *not* the KL (biased): a different
                                       divergence that matches the KL to
                                       second order when π_θ ≈ π_ref; always
                                       ≥ 0, low variance
-``k3``    (ρ − 1) − log ρ             exactly the KL (unbiased, since the
-                                      added ρ − 1 has mean 0); always ≥ 0
-                                      because log ρ ≤ ρ − 1; low variance
+``k3``    (ω − 1) − log ω             exactly the KL (unbiased, since the
+                                      added ω − 1 has mean 0); always ≥ 0
+                                      because log ω ≤ ω − 1; low variance
                                       when π_θ ≈ π_ref
 ========  ==========================  ======================================
 
@@ -64,7 +64,7 @@ def kl_estimators(logp_policy: torch.Tensor, logp_ref: torch.Tensor) -> dict[str
             f"logp_policy and logp_ref must have the same shape (one entry per sample), "
             f"got {tuple(logp_policy.shape)} and {tuple(logp_ref.shape)}."
         )
-    log_ratio = logp_ref - logp_policy  # log ρ = log π_ref − log π_θ
+    log_ratio = logp_ref - logp_policy  # log ω = log π_ref − log π_θ
     return {
         "k1": -log_ratio,
         "k2": 0.5 * log_ratio**2,
