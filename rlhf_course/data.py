@@ -26,16 +26,24 @@ This file has three parts, read top to bottom:
 3. **JSON Lines files**: :func:`read_preferences_jsonl` and
    :func:`write_preferences_jsonl`.
 
+Every stage checks its rows with this one validator (the reward model and the
+direct-alignment trainers through :func:`check_training_rows`), so the rules
+and the messages are the same everywhere. A message names where the row is:
+the file and its line (1-based, as an editor shows it, blank lines counted)
+for rows read with :func:`read_preferences_jsonl`, otherwise the row's index in
+the list (``row index 0`` is ``rows[0]``).
+
     >>> rows = [{"prompt": "Name a colour.", "chosen": " Blue.", "rejected": " "}]
     >>> report = validate_preferences(rows, mode="skip")
     >>> print(report.summary())
     data: 1 row checked, 0 kept, 1 dropped.
-      empty response: 1 (row 0)
+      empty response: 1 (row index 0)
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import tempfile
@@ -44,6 +52,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
 
 FIELDS = ("prompt", "chosen", "rejected")
 ROLES = ("system", "user", "assistant", "tool")
@@ -71,6 +81,8 @@ class Problem:
         reason: a short category such as ``"empty response"``, used to count problems.
         detail: what is wrong with this row, as a sentence.
         fix: what to do about it, as a sentence.
+        line: the row's line in the file it was read from (1-based), or ``None``
+            when the rows did not come from :func:`read_preferences_jsonl`.
     """
 
     row: int
@@ -78,13 +90,19 @@ class Problem:
     reason: str
     detail: str
     fix: str
+    line: int | None = None
+
+    @property
+    def location(self) -> str:
+        """``"line 12"`` for a row read from a file, else ``"row index 11"``."""
+        return f"line {self.line}" if self.line is not None else f"row index {self.row}"
 
     def message(self, source: str, hint: str = "") -> str:
-        """The full error message, e.g. ``"data.jsonl, row 12, field 'chosen': the response is empty. ..."``
+        """The full error message, e.g. ``"data.jsonl, line 12, field 'chosen': the response is empty. ..."``
 
         ``hint``, when given, is appended to the fix after a semicolon.
         """
-        where = f"{source}, row {self.row}" + (f", field {self.field!r}" if self.field else "")
+        where = f"{source}, {self.location}" + (f", field {self.field!r}" if self.field else "")
         fix = f"{self.fix.rstrip('.')}; {hint}" if hint else self.fix
         return f"{where}: {self.detail} {fix}"
 
@@ -96,14 +114,66 @@ class _Invalid(PreferenceDataError):
         super().__init__(f"field {field!r}: {detail} {fix}" if field else f"{detail} {fix}")
         self.field, self.reason, self.detail, self.fix = field, reason, detail, fix
 
-    def at(self, row: int) -> Problem:
-        """The problem, located at ``row``."""
-        return Problem(row, self.field, self.reason, self.detail, self.fix)
+    def at(self, row: int, line: int | None = None) -> Problem:
+        """The problem, located at index ``row`` (and at ``line`` of its file, when known)."""
+        return Problem(row, self.field, self.reason, self.detail, self.fix, line)
 
 
 def _check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}.")
+
+
+class PreferenceRows(list):
+    """Rows read from a file: a plain list that also remembers the file and each row's line.
+
+    :func:`read_preferences_jsonl` returns one, so that :func:`validate_preferences`
+    can name the line an editor shows (1-based, blank lines counted) rather
+    than the row's index. A list made from it (a slice, a filtered copy) is a
+    plain list again, whose rows are named by index.
+    """
+
+    def __init__(self, rows: Iterable[dict], source: str, lines: list[int]) -> None:
+        super().__init__(rows)
+        self.source = source
+        self.lines = lines
+
+    def line(self, index: int) -> int | None:
+        """The line of ``self[index]`` in its file; ``None`` if the list was changed after reading."""
+        return self.lines[index] if len(self.lines) == len(self) else None
+
+
+def _line_of(rows: object, index: int) -> int | None:
+    """The file line of ``rows[index]`` when ``rows`` came from a file, else ``None``."""
+    return rows.line(index) if isinstance(rows, PreferenceRows) else None
+
+
+def _source_of(rows: object, source: str | None, default: str = "data") -> str:
+    """The name for messages: ``source`` if given, else the file the rows were read from, else ``default``."""
+    return source or (rows.source if isinstance(rows, PreferenceRows) else default)
+
+
+def _require_rows(rows: object, source: str) -> Iterable:
+    """``rows`` if it is a collection of rows; otherwise a ``TypeError`` that says what to pass instead.
+
+    Catches the usual slips before they turn into a bare ``TypeError`` deep
+    inside a loop: ``None``, one row instead of a list, a file name, a pandas
+    DataFrame (which iterates over its column names).
+    """
+    expected = f"{source}: expected a list of rows (dicts with 'prompt', 'chosen' and 'rejected')"
+    if rows is None:
+        raise TypeError(f"{expected}; got None. Pass the rows themselves, e.g. read_preferences_jsonl(path).")
+    if isinstance(rows, Mapping):
+        raise TypeError(f"{expected}; got one {type(rows).__name__}. Wrap a single row in a list: [row].")
+    if isinstance(rows, (str, bytes, os.PathLike)):
+        raise TypeError(f"{expected}; got a {type(rows).__name__}. To read a file, call "
+                        "read_preferences_jsonl(path) and pass what it returns.")
+    if hasattr(rows, "columns") and hasattr(rows, "to_dict"):
+        raise TypeError(f"{expected}; got a {type(rows).__name__}, which iterates over its column names. "
+                        "Pass df.to_dict('records').")
+    if not isinstance(rows, Iterable):
+        raise TypeError(f"{expected}; got a {type(rows).__name__}, which is not iterable. Pass a list of dicts.")
+    return rows
 
 
 # ----------------------------------------------------------------------------- adapters
@@ -122,7 +192,7 @@ def _convert_all(
     """
     _check_mode(mode)
     rows, problems = [], []
-    for i, record in enumerate(records):
+    for i, record in enumerate(_require_rows(records, source)):
         try:
             if not isinstance(record, Mapping):
                 raise _Invalid(None, "not a dict", f"the record is a {type(record).__name__}, not a dict.",
@@ -416,25 +486,33 @@ class ValidationReport:
         return dict(Counter(p.reason for p in self.dropped).most_common())
 
     def summary(self, max_rows: int = 5) -> str:
-        """Counts by reason, with the first few row indices of each, one reason a line."""
+        """Counts by reason, with where the first few of each are, one reason a line."""
         def plural(k: int) -> str:
             return f"{k} row" + ("" if k == 1 else "s")
         lines = [f"{self.source}: {plural(self.n_checked)} checked, {len(self.rows)} kept, "
                  f"{len(self.dropped)} dropped."]
         for reason, count in self.counts().items():
-            indices = [p.row for p in self.dropped if p.reason == reason]
-            shown = ", ".join(map(str, indices[:max_rows])) + (", ..." if count > max_rows else "")
-            lines.append(f"  {reason}: {count} ({'row' if count == 1 else 'rows'} {shown})")
+            found = [p for p in self.dropped if p.reason == reason]
+            lines.append(f"  {reason}: {count} ({_places(found, max_rows)})")
         return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()
 
 
+def _places(problems: list[Problem], most: int) -> str:
+    """Where ``problems`` are, briefly: ``"lines 3, 8"`` or ``"row indices 1, 5, ..."``."""
+    in_file = problems[0].line is not None
+    numbers = [p.line if in_file else p.row for p in problems]
+    shown = ", ".join(map(str, numbers[:most])) + (", ..." if len(numbers) > most else "")
+    one, many = ("line", "lines") if in_file else ("row index", "row indices")
+    return f"{one if len(numbers) == 1 else many} {shown}"
+
+
 def validate_preferences(
     rows: Iterable[Mapping],
     *,
-    source: str = "data",
+    source: str | None = None,
     max_prompt_tokens: int | None = None,
     tokenizer=None,
     mode: str = "raise",
@@ -444,17 +522,24 @@ def validate_preferences(
     Each row must have ``prompt``, ``chosen`` and ``rejected``, all standard
     (strings) or all conversational (lists of ``{"role", "content"}`` messages,
     the prompt ending with a user message, each response starting with an
-    assistant message). Responses must not be empty or whitespace, chosen and
-    rejected must differ (ignoring surrounding whitespace), and with
+    assistant message), and every row must be in the format of the first good
+    row: a dataset holds one format, and Arrow cannot build one from both.
+    Responses must not be empty or whitespace, chosen and rejected must differ
+    (ignoring surrounding whitespace, see :func:`same_response`), and with
     ``max_prompt_tokens`` the prompt must not be longer than that. Lengths are
     counted with ``tokenizer`` when one is given (through its chat template for
     conversational prompts), otherwise as whitespace-separated words; the
     message says which. Other columns are metadata and are not checked.
 
+    ``source`` names the data in messages; it defaults to the file for rows
+    from :func:`read_preferences_jsonl` (whose messages then name the line),
+    else ``"data"``. ``rows`` that are not a collection of rows (``None``, a
+    single dict, a file name) raise a ``TypeError`` that says what to pass.
+
     ``mode='raise'`` (the default) raises :class:`PreferenceDataError` at the
-    first problem, naming ``source``, the row, the field, what is wrong and
-    what to do; otherwise the report holds every row. ``mode='skip'`` never
-    raises for bad rows: ``report.rows`` holds the rows that passed and
+    first problem, naming the source, the line or row index, the field, what is
+    wrong and what to do; otherwise the report holds every row. ``mode='skip'``
+    never raises for bad rows: ``report.rows`` holds the rows that passed and
     ``report.dropped`` the reason for each dropped one; ``report.summary()``
     counts them. The input rows are never modified.
 
@@ -464,22 +549,48 @@ def validate_preferences(
         rows = report.rows
     """
     _check_mode(mode)
-    if isinstance(rows, (str, bytes, Mapping)):
-        raise PreferenceDataError(f"{source}: expected a list of rows (dicts); got one {type(rows).__name__}. "
-                                  "Wrap a single row in a list.")
+    source = _source_of(rows, source)
     report = ValidationReport(source, length_unit="tokens" if tokenizer is not None else "whitespace words")
-    for i, row in enumerate(rows):
+    first: tuple[str, str] | None = None  # the format of the first good row, and where that row is
+    for i, row in enumerate(_require_rows(rows, source)):
         report.n_checked += 1
+        line = _line_of(rows, i)
         try:
-            _check_row(row, max_prompt_tokens=max_prompt_tokens, tokenizer=tokenizer)
+            kind = _check_row(row, max_prompt_tokens=max_prompt_tokens, tokenizer=tokenizer)
+            _check_same_format(kind, first)
         except _Invalid as invalid:
-            problem = invalid.at(i)
+            problem = invalid.at(i, line)
             if mode == "raise":
                 raise PreferenceDataError(problem.message(source, SKIP_HINT)) from None
             report.dropped.append(problem)
         else:
+            first = first or (kind, f"line {line}" if line is not None else f"row index {i}")
             report.rows.append(row)
     return report
+
+
+def _check_same_format(kind: str, first: tuple[str, str] | None) -> None:
+    """Raise ``_Invalid`` unless a row of format ``kind`` matches the first good row's format."""
+    if first is None or kind == first[0]:
+        return
+    raise _Invalid("prompt", "mixed formats",
+                   f"this row is {_described(kind)} but the first row ({first[1]}) is {_described(first[0])}; "
+                   "one dataset holds one format (Arrow cannot build a column from both).",
+                   "Convert every row to one format (the adapters take conversational=True or False).")
+
+
+def check_training_rows(rows: Iterable[Mapping], *, source: str | None = None) -> list[dict]:
+    """The rows a trainer is about to use, validated: raise at the first bad row, or if there is none.
+
+    Every stage that trains on preference pairs (the reward model, DPO and its
+    family) calls this, so each applies :func:`validate_preferences`'s rules and
+    messages, and none fails later inside Arrow or TRL with a bare ``KeyError``.
+    """
+    report = validate_preferences(rows, source=_source_of(rows, source, "preference data"))
+    if not report.rows:
+        raise PreferenceDataError(f"{report.source}: no rows; training needs at least one preference pair. "
+                                  "Pass a non-empty list of rows.")
+    return report.rows
 
 
 def _check_row(row: Any, *, max_prompt_tokens: int | None = None, tokenizer=None) -> str:
@@ -503,13 +614,13 @@ def _check_row(row: Any, *, max_prompt_tokens: int | None = None, tokenizer=None
         _check_messages(row["prompt"], "prompt", "user", last=True)
         _check_messages(row["chosen"], "chosen", "assistant", last=False)
         _check_messages(row["rejected"], "rejected", "assistant", last=False)
-    texts = {name: _text(row[name]) for name in FIELDS}
+    texts = {name: field_text(row[name]) for name in FIELDS}
     if not texts["prompt"].strip():
         raise _Invalid("prompt", "empty prompt", "the prompt is empty.", "Remove the row or fill it in.")
     for name in ("chosen", "rejected"):
         if not texts[name].strip():
             raise _Invalid(name, "empty response", "the response is empty.", "Remove the row or fill it in.")
-    if _normalised(row["chosen"]) == _normalised(row["rejected"]):
+    if same_response(row["chosen"], row["rejected"]):
         raise _Invalid("rejected", "identical responses",
                        "chosen and rejected are the same (ignoring surrounding whitespace), so the pair "
                        "carries no preference.", "Remove the row.")
@@ -575,14 +686,27 @@ def _check_messages(messages: list, name: str, role: str, last: bool) -> None:
                        "A prompt ends with the user's turn and a response starts with the assistant's.")
 
 
-def _text(value: str | list) -> str:
-    """The text of a field: the string itself, or the messages' contents joined by newlines."""
+def field_text(value: str | list) -> str:
+    """The text of a field: the string itself, or the messages' contents joined by newlines.
+
+    Trainers that take plain text use it for a conversational response (one
+    assistant message: its content).
+    """
     return value if isinstance(value, str) else "\n".join(m["content"] for m in value)
 
 
 def _normalised(value: str | list) -> str | list[tuple[str, str]]:
     """A field with surrounding whitespace removed, for comparing chosen with rejected."""
     return value.strip() if isinstance(value, str) else [(m["role"], m["content"].strip()) for m in value]
+
+
+def same_response(chosen: str | list, rejected: str | list) -> bool:
+    """Whether two responses are the same but for surrounding whitespace: such a pair carries no preference.
+
+    The validator's rule; code that builds pairs (online DPO) uses it too, so
+    it never makes a pair that the validator would reject.
+    """
+    return _normalised(chosen) == _normalised(rejected)
 
 
 def prompt_length(prompt: str | list, tokenizer=None) -> int:
@@ -593,57 +717,129 @@ def prompt_length(prompt: str | list, tokenizer=None) -> int:
     has one; otherwise its messages' contents are counted.
     """
     if tokenizer is None:
-        return len(_text(prompt).split())
+        return len(field_text(prompt).split())
     if isinstance(prompt, list) and getattr(tokenizer, "chat_template", None):
         text = tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
     else:
-        text = _text(prompt)
+        text = field_text(prompt)
     return len(tokenizer.encode(text, add_special_tokens=False))
 
 
 # ----------------------------------------------------------------------------- JSON Lines files
 
 
-def read_preferences_jsonl(path: str | Path) -> list[dict]:
+def read_preferences_jsonl(path: str | Path) -> PreferenceRows:
     """Read a JSON Lines file: one JSON object (a row) per line; blank lines are skipped.
 
-    An invalid line raises :class:`PreferenceDataError` naming the file and the
-    line number (1-based, as an editor shows it). The rows are not validated:
-    call :func:`validate_preferences` with ``source=`` the file name.
+    The file must be UTF-8 (a byte-order mark, as spreadsheets write, is
+    allowed). A line that is not UTF-8 or not one JSON object raises
+    :class:`PreferenceDataError` naming the file and the line (1-based, as an
+    editor shows it). The rows are not validated: pass what this returns to
+    :func:`validate_preferences`, whose messages then name the file and line too.
     """
     path = Path(path)
-    rows = []
-    with path.open(encoding="utf-8") as file:
-        for number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise PreferenceDataError(f"{path.name}, line {number}: not valid JSON ({error.msg} at column "
-                                          f"{error.colno}). Each line must be one JSON object.") from None
-            if not isinstance(row, dict):
-                raise PreferenceDataError(f"{path.name}, line {number}: a JSON {type(row).__name__}, not an "
-                                          "object. Each line must be one JSON object (a row).")
-            rows.append(row)
-    return rows
+    rows, lines = [], []
+    with path.open("rb") as file:
+        for number, raw in enumerate(file, start=1):
+            line = _decoded(raw[3:] if number == 1 and raw.startswith(b"\xef\xbb\xbf") else raw, path, number)
+            if line.strip():
+                rows.append(_parsed(line, path, number))
+                lines.append(number)
+    return PreferenceRows(rows, path.name, lines)
+
+
+def _decoded(raw: bytes, path: Path, number: int) -> str:
+    """Line ``number`` of ``path`` as text; a byte that is not UTF-8 is named, with what to do."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PreferenceDataError(
+            f"{path.name}, line {number}: byte {raw[error.start]:#04x} at column {error.start + 1} is not "
+            "UTF-8 (the file was probably saved in another encoding, such as Windows-1252 or Latin-1). "
+            "Save the file as UTF-8 (a spreadsheet's 'CSV UTF-8' export, or "
+            "`iconv -f cp1252 -t utf-8 in.jsonl > out.jsonl`)."
+        ) from None
+
+
+def _parsed(line: str, path: Path, number: int) -> dict:
+    """Line ``number`` of ``path`` as a row (a JSON object), or an error naming the line."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise PreferenceDataError(f"{path.name}, line {number}: not valid JSON ({error.msg} at column "
+                                  f"{error.colno}). Each line must be one JSON object.") from None
+    if not isinstance(row, dict):
+        raise PreferenceDataError(f"{path.name}, line {number}: a JSON {type(row).__name__}, not an "
+                                  "object. Each line must be one JSON object (a row).")
+    return row
 
 
 def write_preferences_jsonl(rows: Iterable[Mapping], path: str | Path) -> Path:
-    """Write rows as JSON Lines, atomically: a crash leaves the old file or the new one, never half of one.
+    """Write rows as JSON Lines, atomically: a crash or a bad row leaves the old file, never half of one.
 
     The rows go to a temporary file in the same folder, which is then renamed
-    over ``path``. Returns the path written.
+    over ``path``. Every line is valid JSON: NumPy numbers and arrays become
+    Python ones, and NaN, which NumPy and pandas use for a missing number,
+    becomes ``null``, JSON's missing value (it reads back as ``None``). A value
+    JSON cannot hold (infinity, an object, text with a lone surrogate that
+    UTF-8 cannot encode) raises :class:`PreferenceDataError` naming the row
+    index and the field, and the earlier file is kept. Returns the path written.
     """
     path = Path(path)
+    rows = _require_rows(rows, path.name)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
-            for row in rows:
-                file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            for i, row in enumerate(rows):
+                file.write(_json_line(row, i, path.name))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _json_line(row: Any, index: int, source: str) -> str:
+    """Row ``index`` as one line of JSON; what JSON cannot hold raises an error naming the row and field."""
+    try:
+        if not isinstance(row, Mapping):
+            raise _Invalid(None, "not a dict", f"the row is a {type(row).__name__}, not a dict.",
+                           "Each row is a dict with 'prompt', 'chosen' and 'rejected'.")
+        ready = {str(key): _json_ready(value, str(key)) for key, value in row.items()}
+    except _Invalid as invalid:
+        raise PreferenceDataError(invalid.at(index).message(source) + " Nothing was written; the earlier file, "
+                                  "if any, is unchanged.") from None
+    return json.dumps(ready, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _json_ready(value: Any, field: str) -> Any:
+    """``value`` with NumPy values as Python ones and NaN as ``None``; anything else JSON cannot hold raises."""
+    if isinstance(value, (np.generic, np.ndarray)):
+        value = value.tolist()
+    if isinstance(value, float) and not math.isfinite(value):
+        if math.isnan(value):
+            return None
+        raise _Invalid(field, "not JSON", f"the value is {value}, which JSON cannot represent.",
+                       "Replace it with a finite number, or with None if it is missing.")
+    if isinstance(value, str):
+        _check_encodable(value, field)
+    elif isinstance(value, Mapping):
+        return {str(key): _json_ready(item, field) for key, item in value.items()}
+    elif isinstance(value, (list, tuple)):
+        return [_json_ready(item, field) for item in value]
+    elif not (value is None or isinstance(value, (bool, int, float))):
+        raise _Invalid(field, "not JSON", f"a value of type {type(value).__name__} cannot be written as JSON.",
+                       "Convert it to text, a number, a list or a dict.")
+    return value
+
+
+def _check_encodable(text: str, field: str) -> None:
+    """Raise ``_Invalid`` naming ``field`` if ``text`` holds a character UTF-8 cannot encode (a lone surrogate)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _Invalid(field, "not UTF-8",
+                       f"character {text[error.start]!r} at position {error.start} cannot be written as UTF-8 "
+                       "(a lone surrogate, often left by decoding bytes with errors='surrogateescape').",
+                       "Decode the source text with its real encoding, or remove the character.") from None

@@ -447,9 +447,6 @@ def simpo_loss(
 # which holds the implicit-reward curves (``rewards/chosen``, ``rewards/margins``,
 # ``rewards/accuracies``, ``logps/chosen``, ...) for a lab to plot.
 
-PAIR_FIELDS = ("prompt", "chosen", "rejected")
-
-
 @dataclass
 class DirectAlignmentResult:
     """What a direct-alignment stage returns: the trained policy and how training went."""
@@ -470,30 +467,15 @@ class DirectAlignmentResult:
         return [(e["step"], e[key]) for e in self.log_history if key in e]
 
 
-def check_pairs(rows: list[dict], fields: tuple[str, ...] = PAIR_FIELDS, source: str = "preference data") -> None:
-    """Raise an error naming the row and the field unless every row has non-empty text in ``fields``."""
-    if not rows:
-        raise ValueError(f"{source}: no rows; a direct-alignment stage needs at least one preference pair.")
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise TypeError(f"{source}, row {i}: expected a dict with fields {', '.join(fields)}; "
-                             f"got {type(row).__name__}.")
-        for name in fields:
-            value = row.get(name)
-            if not isinstance(value, str) or not value.strip():
-                got = "missing" if name not in row else f"{type(value).__name__} {value!r}"[:80]
-                raise ValueError(f"{source}, row {i}: field {name!r} must be non-empty text; got {got}. "
-                                 "Fix or drop this row.")
-        if "chosen" in fields and "rejected" in fields and row["chosen"] == row["rejected"]:
-            raise ValueError(f"{source}, row {i}: fields 'chosen' and 'rejected' are identical, so the pair "
-                             "carries no preference; drop this row.")
-
-
 def preference_dataset(rows: list[dict], tokenizer):
-    """A TRL preference dataset (prompt/chosen/rejected, the chat template applied), after checking the rows."""
+    """A TRL preference dataset (prompt/chosen/rejected, the chat template applied), after checking the rows.
+
+    The check is the course's one validator (see ``reward_model.to_reward_dataset``):
+    standard and conversational rows are accepted, and a malformed row is an
+    error naming the row and the field.
+    """
     from .reward_model import to_reward_dataset
 
-    check_pairs(rows)
     return to_reward_dataset(rows, tokenizer)
 
 
@@ -502,18 +484,19 @@ def unpaired_dataset(rows: list[dict], tokenizer):
 
     KTO never sees which two responses were compared, only a thumbs-up or a
     thumbs-down per response; splitting pairs this way gives the two kinds in
-    equal numbers, which is what KTO's default weights assume.
+    equal numbers, which is what KTO's default weights assume. The pairs are
+    checked first with the course's one validator.
     """
     from datasets import Dataset
 
+    from .data import check_training_rows, field_text
     from .sampling import chat_prompt
 
-    check_pairs(rows)
     out = []
-    for r in rows:
+    for r in check_training_rows(rows):
         prompt = chat_prompt(tokenizer, r["prompt"])
-        out += [{"prompt": prompt, "completion": r["chosen"], "label": True},
-                {"prompt": prompt, "completion": r["rejected"], "label": False}]
+        out += [{"prompt": prompt, "completion": field_text(r["chosen"]), "label": True},
+                {"prompt": prompt, "completion": field_text(r["rejected"]), "label": False}]
     return Dataset.from_list(out)
 
 
@@ -776,10 +759,13 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
 
     Samples ``k`` responses per prompt (``profile.dpo.online_k``), scores them
     with ``reward_fn`` (the learned reward model: online DPO never sees the gold
-    reward), and pairs the best with the worst. Prompts whose best and worst
-    score the same (for instance, identical samples) give no pair. Rows carry
-    the two rewards, for inspection.
+    reward), and pairs the best with the worst. A prompt gives no pair when its
+    best and worst score the same, or when one of them is empty or both are the
+    same text but for surrounding whitespace (the validator's rules, see
+    :func:`rlhf_course.data.same_response`). Rows carry the two rewards, for
+    inspection.
     """
+    from .data import same_response
     from .sampling import sample_completions
 
     k = k or profile.dpo.online_k
@@ -793,7 +779,8 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
     for i, prompt in enumerate(prompts):
         best, worst = int(rewards[i].argmax()), int(rewards[i].argmin())
         chosen, rejected = samples.texts[i * k + best], samples.texts[i * k + worst]
-        if rewards[i, best] <= rewards[i, worst] or chosen == rejected or not chosen or not rejected:
+        if (rewards[i, best] <= rewards[i, worst] or same_response(chosen, rejected)
+                or not chosen.strip() or not rejected.strip()):
             continue
         rows.append({"prompt": prompt.text, "chosen": chosen, "rejected": rejected, "prompt_id": prompt.id,
                      "family": prompt.family, "chosen_reward": float(rewards[i, best]),

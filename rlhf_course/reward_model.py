@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from .data import check_training_rows, field_text
 from .models import device, quiet_libraries
 from .profiles import Profile
 from .sampling import chat_prompt
@@ -66,9 +67,17 @@ def toy_preferences(
 
 
 def to_reward_dataset(rows: list[dict], tokenizer: PreTrainedTokenizerBase) -> Dataset:
-    """A TRL preference dataset: the chat template applied to each prompt, responses as text."""
-    return Dataset.from_list([{"prompt": chat_prompt(tokenizer, r["prompt"]), "chosen": r["chosen"],
-                               "rejected": r["rejected"]} for r in rows])
+    """A TRL preference dataset: the chat template applied to each prompt, responses as text.
+
+    The rows are checked first with the course's one validator
+    (:func:`rlhf_course.data.check_training_rows`), so a missing field, an
+    empty or identical pair, or a mix of formats is an error naming the row
+    and the field. Standard and conversational rows are both accepted; a
+    conversational response becomes its text.
+    """
+    rows = check_training_rows(rows)
+    return Dataset.from_list([{"prompt": chat_prompt(tokenizer, r["prompt"]), "chosen": field_text(r["chosen"]),
+                               "rejected": field_text(r["rejected"])} for r in rows])
 
 
 # ----------------------------------------------------------------------------- training

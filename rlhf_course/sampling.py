@@ -16,10 +16,14 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 
-def chat_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
-    """The prompt as the model sees it: one user turn and the assistant's cue."""
-    return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                         add_generation_prompt=True)
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, text: str | list[dict]) -> str:
+    """The prompt as the model sees it: one user turn (or the given messages) and the assistant's cue.
+
+    A list is a conversational prompt (``{"role", "content"}`` messages, as in
+    TRL's conversational format) and is rendered as it is.
+    """
+    messages = text if isinstance(text, list) else [{"role": "user", "content": text}]
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
 
 
 def _batches(items: list, size: int):

@@ -195,10 +195,28 @@ def test_bad_rows_name_the_row_and_the_field(tiny_policy, tmp_path, field, value
     else:
         rows[1][field] = value
     for train in (dpo.train_dpo, dpo.train_kto):
-        with pytest.raises(ValueError, match=rf"row 1: field '{field}'"):
+        with pytest.raises(ValueError, match=rf"^preference data, row index 1, field '{field}': "):
             train(path, tokenizer, rows, get_profile("tiny"), output_dir=tmp_path, progress=False)
-    with pytest.raises(ValueError, match="row 0: fields 'chosen' and 'rejected' are identical"):
-        dpo.check_pairs([{"prompt": "p", "chosen": "a", "rejected": "a"}])
+
+
+@pytest.mark.parametrize("rejected", ["a", " a\n"])
+def test_pairs_identical_but_for_whitespace_are_rejected_like_the_validator_does(tiny_policy, rejected):
+    _, tokenizer = tiny_policy
+    for make in (dpo.preference_dataset, dpo.unpaired_dataset):
+        with pytest.raises(ValueError, match="row index 0, field 'rejected': chosen and rejected are the same"):
+            make([{"prompt": "p", "chosen": "a", "rejected": rejected}], tokenizer)
+
+
+def test_conversational_rows_make_the_same_datasets_as_standard_ones(tiny_policy):
+    """The loader returns conversational rows by default; the DPO family's data path takes them as they are."""
+    _, tokenizer = tiny_policy
+    standard = [{"prompt": "Add 2 and 3.", "chosen": "5", "rejected": "6"},
+                {"prompt": "Name a colour.", "chosen": "Blue.", "rejected": "Seven."}]
+    conversational = [{"prompt": [{"role": "user", "content": r["prompt"]}],
+                       "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                       "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in standard]
+    for make in (dpo.preference_dataset, dpo.unpaired_dataset):
+        assert make(conversational, tokenizer).to_list() == make(standard, tokenizer).to_list()
 
 
 def test_every_profile_has_direct_alignment_settings():
