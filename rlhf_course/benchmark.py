@@ -6,6 +6,7 @@ them on demand and writes JSON that the README's tables are filled from:
     rlhf-course benchmark pretrain --out runs/benchmarks
     rlhf-course benchmark policy_gradients --out runs/benchmarks
     rlhf-course benchmark policy_gradients --seed 1 --out runs/benchmarks/seed1
+    rlhf-course benchmark labs --out _build/benchmark      # every lab on tiny, one at a time
 """
 
 from __future__ import annotations
@@ -56,16 +57,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_from_args(args: argparse.Namespace) -> int:
     benchmark = BENCHMARKS[args.name]
-    kwargs = {"seed": args.seed} if "seed" in inspect.signature(benchmark).parameters else {}
+    takes = inspect.signature(benchmark).parameters
+    kwargs = {"seed": args.seed} if "seed" in takes else {}
+    if "out" in takes and args.out:
+        kwargs["out"] = Path(args.out) / args.name
     result = benchmark(repeats=args.repeats, **kwargs)
     text = json.dumps(result, indent=2)
-    print(text)
+    print(labs_markdown(result) if args.name == "labs" else text)
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=out, delete=False, suffix=".tmp") as tmp:
             tmp.write(text + "\n")
         Path(tmp.name).replace(out / f"{args.name}.json")
+        if args.name == "labs":
+            (out / "labs.md").write_text(labs_markdown(result))
     return 0
 
 
@@ -151,3 +157,63 @@ def ppo_ratio(rows: dict[str, dict]) -> float | None:
 
 
 BENCHMARKS["policy_gradients"] = benchmark_policy_gradients
+
+
+def benchmark_labs(repeats: int = 1, seed: int = 0, out: str | Path | None = None,
+                   labs: list[str | Path] | None = None) -> dict:
+    """Execute every lab on ``tiny``, one at a time, and record what each one cost.
+
+    Each lab runs in a fresh kernel (papermill), so the record its results
+    cell writes (``rlhf_course.results.seconds_spent``) holds the kernel's
+    wall and CPU seconds and the wall seconds it spent training shared models,
+    evaluating and sampling. The labs share one cache of models
+    (``rlhf_course.runs``, under ``out``): the first lab that needs the SFT
+    model and the reward model trains them, and every later lab reads them.
+    A lab's "own" seconds are its wall seconds less that shared training.
+    ``labs`` picks labs by name (or notebook path); default: every lab.
+    """
+    from .student import execute_notebook
+
+    root = Path(__file__).resolve().parents[1] / "labs"
+    out = Path(out or tempfile.mkdtemp(prefix="rlhf-course-labs-"))
+    notebooks = ([Path(lab) if str(lab).endswith(".ipynb") else root / f"{lab}.ipynb" for lab in labs] if labs
+                 else sorted(root.glob("*.ipynb")))
+    env = {"RLHF_COURSE_RESULTS_DIR": str(out / "results"), "RLHF_COURSE_RUNS": str(out / "runs"),
+           "RLHF_COURSE_PROFILE": "tiny"}
+    rows = {}
+    for notebook in notebooks:
+        run = execute_notebook(notebook, out / "executed" / notebook.name, {"PROFILE": "tiny", "SEED": seed},
+                               env=env, cwd=notebook.parent)
+        record_path = out / "results" / f"{notebook.stem}.json"
+        record = json.loads(record_path.read_text()) if run.ok and record_path.exists() else {}
+        rows[notebook.stem] = {**lab_cost(run.seconds, record), "ok": run.ok, "error": run.error}
+        print(f"{notebook.stem}: {rows[notebook.stem]['wall']:.0f} s", flush=True)
+    return {"benchmark": "labs", "profile": "tiny", "seed": seed, "labs": rows,
+            "torch_threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None, "cpu_count": os.cpu_count(),
+            "machine": platform.processor() or platform.machine()}
+
+
+def lab_cost(wall: float, record: dict) -> dict:
+    """A row of the per-lab table: the execution's wall seconds and what the lab's results record says it spent.
+
+    The record's own ``"wall"`` (the kernel's age) is dropped for the
+    execution's, which includes starting the kernel; "own" is the wall time
+    less the training of shared models.
+    """
+    spent = {key: value for key, value in record.get("seconds", {}).items() if key != "wall"}
+    return {"ok": True, "error": None, **spent, "wall": round(wall, 1),
+            "own": round(wall - spent.get("shared models", 0.0), 1)}
+
+
+def labs_markdown(result: dict) -> str:
+    """The per-lab table of :func:`benchmark_labs`, as Markdown."""
+    lines = ["| lab | wall s | CPU s | shared models s | own s (wall − shared) | evaluation s | sampling s |",
+             "|---|---|---|---|---|---|---|"]
+    for lab, row in result["labs"].items():
+        cells = [row.get(key) for key in ("wall", "cpu", "shared models", "own", "evaluation", "sampling")]
+        shown = " | ".join("–" if v is None else f"{v:.0f}" for v in cells)
+        lines.append(f"| {lab} | {shown} |" + ("" if row["ok"] else f" failed: {row['error']}"))
+    return "\n".join(lines) + "\n"
+
+
+BENCHMARKS["labs"] = benchmark_labs

@@ -17,6 +17,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .profiles import Profile
+from .results import spending
 from .sampling import completion_logprobs, generate
 from .toyworld import Prompt, gold_reward, make_prompts
 
@@ -57,6 +58,7 @@ def eval_prompts(profile: Profile, seed: int = 0) -> list[Prompt]:
     return [p for p in prompts for _ in range(profile.eval_samples_per_prompt)]
 
 
+@spending("evaluation")
 def sample_policy(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -92,6 +94,7 @@ def win_rate(rewards_a: np.ndarray | list[float], rewards_b: np.ndarray | list[f
     return float(np.mean((a > b) + 0.5 * (a == b)))
 
 
+@spending("evaluation")
 def kl_to_reference(
     policy: PreTrainedModel,
     reference: PreTrainedModel,

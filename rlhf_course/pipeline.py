@@ -67,17 +67,17 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from . import __version__, runs
 from .evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
 from .models import load_model
 from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
-from .policy_gradients import train_grpo, train_policy_gradient
+from .policy_gradients import PolicyGradientResult, train_grpo, train_policy_gradient
 from .ppo import train_ppo
 from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_n_kl, rejection_sampling_finetune
-from .reward_model import (evaluate_reward_model, load_reward_function, reward_model_from, toy_preferences,
-                           train_reward_model)
-from .sft import load_demonstrations, load_policy, train_sft
+from .reward_model import (evaluate_reward_model, load_reward_function, load_trained_reward_model,
+                           reward_model_checkpoint, reward_model_from, toy_preferences, train_reward_model)
+from .sft import load_demonstrations, load_policy, load_trained_sft, sft_checkpoint, sft_settings, train_sft
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
           "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
@@ -134,29 +134,58 @@ def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile,
 
 def sft_stage(base, tokenizer, prompts, profile: Profile, seed: int, out: Path,
               samples: dict[str, PolicySamples], progress: bool) -> dict:
-    """Instruction-tune ``base`` (in place) and measure it; adds the SFT samples to ``samples``."""
+    """Instruction-tune ``base`` and measure it; adds the SFT samples to ``samples``.
+
+    On one process the model comes from the shared cache (``sft_checkpoint``:
+    trained there unless a lab or an earlier pipeline run already trained it
+    with these settings) and ``<out>/sft`` links to it; on several processes
+    the ranks train it together under ``<out>/sft``.
+    """
     start = time.perf_counter()
-    reference = copy.deepcopy(base)
-    result = train_sft(base, tokenizer, load_demonstrations(profile, seed), profile,
-                       output_dir=out / "sft", seed=seed, progress=progress)
-    entry, samples["sft"] = measure("sft", result.model, reference, tokenizer, prompts, profile, seed, samples)
+    if world_size() == 1:
+        result = load_trained_sft(link_stage(out, "sft", sft_checkpoint(profile, seed, progress=progress)), profile)
+    else:
+        result = train_sft(copy.deepcopy(base), tokenizer, load_demonstrations(profile, seed), profile,
+                           output_dir=out / "sft", seed=seed, progress=progress)
+    entry, samples["sft"] = measure("sft", result.model, base, tokenizer, prompts, profile, seed, samples)
     entry["train_world_size"] = result.world_size
     entry["first_loss"] = result.losses[0][1] if result.losses else None
     entry["final_loss"] = result.losses[-1][1] if result.losses else None
     return {**entry, "seconds": time.perf_counter() - start}
 
 
+def link_stage(out: Path, stage: str, final: Path) -> Path:
+    """Make ``<out>/<stage>`` a link to the shared folder that holds ``final``; returns ``<out>/<stage>/final``."""
+    link = out / stage
+    if link.is_symlink() or not link.exists():
+        link.unlink(missing_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(final.parent.resolve(), target_is_directory=True)
+    elif link.resolve() != final.parent.resolve():
+        raise FileExistsError(f"{link} holds a model this run did not make; move it away or choose another --out, "
+                              f"then run again (the {stage} model is in {final.parent}).")
+    return link / "final"
+
+
 def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) -> dict:
-    """Train a reward model from the saved SFT model and measure it against gold on test pairs."""
+    """The reward model of the SFT model, measured against gold on test pairs.
+
+    On one process it comes from the shared cache (``reward_model_checkpoint``)
+    and ``<out>/rm`` links to it; on several, the ranks train it under ``<out>/rm``.
+    """
     start = time.perf_counter()
-    sft_path = out / "sft" / "final"
-    if not (sft_path / "model.safetensors").exists():
-        raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
-                                "Run the sft stage first (--stages sft,rm).")
-    result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
-                                toy_preferences(profile, "train", seed=seed), profile,
-                                output_dir=out / "rm", seed=seed, progress=progress)
-    report = evaluate_reward_model(result.model, tokenizer, toy_preferences(profile, "test", seed=seed),
+    if world_size() == 1:
+        model = load_trained_reward_model(
+            link_stage(out, "rm", reward_model_checkpoint(profile, seed, progress=progress))).model
+    else:
+        sft_path = out / "sft" / "final"
+        if not (sft_path / "model.safetensors").exists():
+            raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
+                                    "Run the sft stage first (--stages sft,rm).")
+        model = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
+                                   toy_preferences(profile, "train", seed=seed), profile,
+                                   output_dir=out / "rm", seed=seed, progress=progress).model
+    report = evaluate_reward_model(model, tokenizer, toy_preferences(profile, "test", seed=seed),
                                    profile.eval_batch_size)
     return {**report.as_dict(), "seconds": time.perf_counter() - start}
 
@@ -263,6 +292,36 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         curve = result.curve(key)  # KTO logs no accuracy: it has no pairs
         entry[name] = curve[-1][1] if curve else None
     return {**entry, "seconds": time.perf_counter() - start}
+
+
+def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool = True) -> PolicyGradientResult:
+    """The course's REINFORCE or RLOO policy (``method``), trained once in the shared cache and then reused.
+
+    It starts from the shared SFT model and optimises the shared reward model
+    (``sft_checkpoint``, ``reward_model_checkpoint``) with ``profile.rl``: the
+    run of the Policy Gradients lab, which the PPO and Direct Alignment labs
+    show beside their own methods. Whichever lab asks first trains it (see
+    ``rlhf_course.runs.cached``), so each lab shows the same policy whatever
+    order the labs ran in. Returns the policy with its training history.
+    """
+    from transformers import AutoTokenizer
+
+    sft_path = sft_checkpoint(profile, seed, progress=progress)
+    rm_path = reward_model_checkpoint(profile, seed, progress=progress)
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+
+    def train(folder: Path) -> dict:
+        result = train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile), tokenizer,
+                                       load_reward_function(rm_path, tokenizer, profile), profile, method=method,
+                                       seed=seed, progress=progress)
+        result.model.save_pretrained(folder / "final", safe_serialization=True)
+        tokenizer.save_pretrained(folder / "final")
+        return {"history": result.history, "train_seconds": result.seconds}
+
+    settings = {"method": method, "sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm),
+                "rl": runs.model_settings(profile.rl)}
+    path, record = runs.cached(method, settings, train)
+    return PolicyGradientResult(load_policy(path, profile), record["history"], record["train_seconds"])
 
 
 def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> PolicySamples:

@@ -9,6 +9,12 @@ The last cell of every lab records what the lab achieved:
 The notebook tests read these files back and compare them with thresholds, so a
 lab that runs but learns nothing fails. The folder is ``./results`` unless the
 environment variable ``RLHF_COURSE_RESULTS_DIR`` names another.
+
+Each record also says what the lab cost (``"seconds"``): the wall and CPU
+seconds of the process since it started (a lab's kernel starts with the lab),
+and the wall seconds it spent on training shared models, on evaluation and on
+sampling, from the ledger that :func:`spending` keeps. ``rlhf-course benchmark
+labs`` tabulates them.
 """
 
 from __future__ import annotations
@@ -18,9 +24,11 @@ import math
 import os
 import re
 import tempfile
+import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from . import __version__
 
@@ -61,6 +69,7 @@ def record_outcome(
         "seed": seed,
         "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "rlhf_course_version": __version__,
+        "seconds": seconds_spent(),
     }
     folder = results_folder()
     folder.mkdir(parents=True, exist_ok=True)
@@ -68,6 +77,36 @@ def record_outcome(
     _refuse_foreign_file(path, lab)
     _write_atomically(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+_LEDGER: dict[str, float] = {}
+_OPEN: list[str] = []  # the categories being timed now, outermost first
+
+
+@contextmanager
+def spending(category: str) -> Iterator[None]:
+    """Add the wall seconds spent inside this block to ``category`` in this process's ledger.
+
+    Only the outermost block counts: sampling done while training a shared
+    model is counted as "shared models", not twice.
+    """
+    _OPEN.append(category)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        _OPEN.pop()
+        if not _OPEN:
+            _LEDGER[category] = _LEDGER.get(category, 0.0) + time.perf_counter() - start
+
+
+def seconds_spent() -> dict[str, float]:
+    """Wall and CPU seconds of this process since it started, and the ledger of :func:`spending`."""
+    import psutil
+
+    process = psutil.Process()
+    return {"wall": round(time.time() - process.create_time(), 1), "cpu": round(time.process_time(), 1),
+            **{category: round(seconds, 1) for category, seconds in sorted(_LEDGER.items())}}
 
 
 def load_outcome(lab: str, results_dir: str | Path | None = None) -> dict[str, Any]:

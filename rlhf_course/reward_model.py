@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from datasets import Dataset
 from transformers import AutoModelForSequenceClassification, PreTrainedModel, PreTrainedTokenizerBase
 
+from . import runs
 from .data import check_training_rows, field_text
 from .models import device, quiet_libraries
 from .profiles import Profile
@@ -438,38 +439,26 @@ def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | P
     Like :func:`rlhf_course.sft.sft_checkpoint`, on which it builds: the
     reward model starts from that SFT model, is trained by
     :func:`train_reward_model` on ``toy_preferences(profile, "train", seed=seed)``,
-    is saved under ``output_dir`` (default ``runs/<profile>-seed<seed>/rm``,
-    the pipeline's layout) with the log of its training, and is retrained only
-    if its settings change. The Reward Modeling lab trains it (or finds it) and
-    every later lab gets the same reward model here;
-    :func:`load_trained_reward_model` reads it back with its loss curve.
+    and is saved in the shared cache (``rlhf_course.runs``) with the log of its
+    training, or under ``output_dir`` if given. The Reward Modeling lab trains
+    it (or finds it), and every later lab and ``rlhf-course pipeline`` get the
+    same reward model here; :func:`load_trained_reward_model` reads it back
+    with its loss curve.
     """
-    import json
-    from dataclasses import asdict
+    from transformers import AutoTokenizer
 
-    from .sft import checkpoint_lock, sft_checkpoint
+    from .sft import sft_checkpoint, sft_settings
 
     sft_path = sft_checkpoint(profile, seed, progress=progress)
-    out = Path(output_dir or f"runs/{profile.name}-seed{seed}/rm")
-    final, stamp, log = out / "final", out / "final" / "course_settings.json", out / "final" / TRAINING_LOG
-    settings = {"sft": json.loads((sft_path / "course_settings.json").read_text()), "rm": asdict(profile.rm)}
-    with checkpoint_lock(out):  # another lab may be training this very model: wait for it, then reuse it
-        if ((final / "model.safetensors").exists() and log.exists() and stamp.exists()
-                and json.loads(stamp.read_text()) == settings):
-            return final
-        from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(sft_path)
-        result = train_reward_model(reward_model_from(sft_path, profile), tokenizer,
-                                    toy_preferences(profile, "train", seed=seed), profile, output_dir=out, seed=seed,
-                                    progress=progress)
-        if (final / "model.safetensors").exists():
-            log.write_text(json.dumps({"log_history": result.log_history, "seconds": result.seconds}) + "\n")
-            stamp.write_text(json.dumps(settings, indent=1) + "\n")
-    return final
+    def train(folder: Path) -> dict:
+        result = train_reward_model(reward_model_from(sft_path, profile), AutoTokenizer.from_pretrained(sft_path),
+                                    toy_preferences(profile, "train", seed=seed), profile, output_dir=folder,
+                                    seed=seed, progress=progress)
+        return {"log_history": result.log_history, "train_seconds": result.seconds}
 
-
-TRAINING_LOG = "training_log.json"  # next to a reward model saved by reward_model_checkpoint
+    settings = {"sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm)}
+    return runs.cached("rm", settings, train, output_dir)[0]
 
 
 def load_trained_reward_model(path: str | Path) -> RewardModelResult:
@@ -479,12 +468,5 @@ def load_trained_reward_model(path: str | Path) -> RewardModelResult:
     returned when the model was trained, whether that was a minute ago or in
     another lab.
     """
-    import json
-
-    path = Path(path)
-    if not (path / TRAINING_LOG).exists():
-        raise FileNotFoundError(f"{path} holds no {TRAINING_LOG}: it was not saved by reward_model_checkpoint. "
-                                "Call rlhf_course.reward_model.reward_model_checkpoint(profile, seed) to train "
-                                "(or find) the reward model, and pass the folder it returns.")
-    log = json.loads((path / TRAINING_LOG).read_text())
-    return RewardModelResult(_load_saved_reward_model(path), log["log_history"], log["seconds"])
+    record = runs.record_of(path, "rlhf_course.reward_model.reward_model_checkpoint")
+    return RewardModelResult(_load_saved_reward_model(Path(path)), record["log_history"], record["train_seconds"])

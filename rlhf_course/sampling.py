@@ -15,6 +15,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from .results import spending
+
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, text: str | list[dict]) -> str:
     """The prompt as the model sees it: one user turn (or the given messages) and the assistant's cue.
@@ -48,6 +50,7 @@ class Completions:
 
 
 @torch.no_grad()
+@spending("sampling")
 def sample_completions(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from datasets import Dataset
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from . import runs
 from .models import device, lora_config, quiet_libraries
 from .profiles import Profile
 from .sampling import chat_prompt
@@ -190,50 +189,46 @@ def train_sft(
 
 
 
+def sft_settings(profile: Profile, seed: int = 0) -> dict:
+    """Everything that changes the SFT model of ``profile`` and ``seed``: the key of its shared cache."""
+    from .models import TinySpec
+
+    base = {"model": profile.model, **({"tiny": asdict(TinySpec())} if profile.model == "tiny" else {})}
+    shape = {key: getattr(profile, key) for key in ("dtype", "lora", "lora_rank", "max_prompt_tokens",
+                                                     "max_new_tokens")}
+    return {**base, **shape, "seed": seed, "sft": runs.model_settings(profile.sft)}
+
+
 def sft_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | None = None,
                    progress: bool = True) -> Path:
     """The folder of an SFT model for ``profile`` and ``seed``: trained once, then reused.
 
     Every later stage (reward model, PPO, DPO, ...) starts from the SFT model.
     A lab that needs one calls this: the first call trains it with
-    :func:`train_sft` under ``output_dir`` (default ``runs/<profile>-seed<seed>/sft``,
-    the layout of ``rlhf-course pipeline``), later calls find ``final/`` there
-    and return at once. A model trained with other settings is not reused: the
-    settings are written next to it and compared.
+    :func:`train_sft` in the shared cache (``rlhf_course.runs.shared_dir``,
+    keyed by :func:`sft_settings`), later calls, from any lab or from
+    ``rlhf-course pipeline``, find it there and return at once. With
+    ``output_dir`` given, it trains there instead, and trains again when the
+    settings saved there differ. The run's training log is saved beside the
+    model (:func:`load_sft_record`).
     """
-    import json
-    from dataclasses import asdict
-
     from .models import load_model
 
-    out = Path(output_dir or f"runs/{profile.name}-seed{seed}/sft")
-    final, stamp = out / "final", out / "final" / "course_settings.json"
-    settings = {"model": profile.model, "seed": seed, "sft": asdict(profile.sft), "lora": profile.lora}
-    with checkpoint_lock(out):
-        if (final / "model.safetensors").exists() and stamp.exists() and json.loads(stamp.read_text()) == settings:
-            return final
+    def train(folder: Path) -> dict:
         model, tokenizer = load_model(profile, progress=progress)
-        train_sft(model, tokenizer, load_demonstrations(profile, seed), profile, output_dir=out, seed=seed,
-                  progress=progress)
-        if (final / "model.safetensors").exists():
-            stamp.write_text(json.dumps(settings, indent=1) + "\n")
-    return final
+        result = train_sft(model, tokenizer, load_demonstrations(profile, seed), profile, output_dir=folder,
+                           seed=seed, progress=progress)
+        return {"log_history": result.log_history, "train_seconds": result.seconds,
+                "world_size": result.world_size}
+
+    return runs.cached("sft", sft_settings(profile, seed), train, output_dir)[0]
 
 
-@contextmanager
-def checkpoint_lock(folder: Path) -> Iterator[None]:
-    """Hold ``<folder>.lock`` while a shared checkpoint is checked and, if need be, trained.
-
-    Two labs open at once (or run side by side by the test suite) may both ask
-    for the same SFT model or reward model; the second waits for the first to
-    finish training and then reuses its model instead of training into the
-    same folder at the same time.
-    """
-    from filelock import FileLock
-
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(folder) + ".lock"):
-        yield
+def load_trained_sft(path: str | Path, profile: Profile) -> SFTResult:
+    """An SFT model saved by :func:`sft_checkpoint`, with its training log: what :func:`train_sft` returned then."""
+    record = runs.record_of(path, "rlhf_course.sft.sft_checkpoint")
+    return SFTResult(load_policy(path, profile), record["log_history"], record["train_seconds"],
+                     record.get("world_size", 1))
 
 
 def load_policy(path: str | Path, profile: Profile) -> PreTrainedModel:

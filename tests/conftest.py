@@ -14,32 +14,51 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 _TIMINGS = pytest.StashKey[dict]()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test session trains into a cache of shared models of its own (``RLHF_COURSE_RUNS``), never the checkout's."""
+    path = tmp_path_factory.mktemp("shared_runs")
+    previous = os.environ.get("RLHF_COURSE_RUNS")
+    os.environ["RLHF_COURSE_RUNS"] = str(path)
+    yield path
+    if previous is None:
+        os.environ.pop("RLHF_COURSE_RUNS", None)
+    else:
+        os.environ["RLHF_COURSE_RUNS"] = previous
+
+
 @pytest.fixture(scope="session")
-def kernel_env() -> dict[str, str]:
-    """Environment for notebook kernels: this checkout's package first on the path.
+def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment for notebook kernels: this checkout's package first on the path, and a fresh cache of runs.
 
     The kernel is a separate process; without this it would import an installed
-    ``rlhf_course`` (or none) instead of the code under test.
+    ``rlhf_course`` (or none) instead of the code under test. The labs of one
+    test session share one cache of shared models (``RLHF_COURSE_RUNS``), made
+    empty for it, so that every test session trains what it measures.
     """
     path = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else "")}
+    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
+            "RLHF_COURSE_RUNS": str(tmp_path_factory.mktemp("runs"))}
 
 
 @pytest.fixture(scope="session")
-def lab_timings(request: pytest.FixtureRequest) -> dict[str, float]:
-    """Wall time in seconds per executed lab, reported at the end of the session."""
+def lab_timings(request: pytest.FixtureRequest) -> dict[str, dict]:
+    """What each executed lab cost (wall seconds, and the CPU and ledger seconds it recorded), reported at the end."""
     return request.config.stash.setdefault(_TIMINGS, {})
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
-    """Print how long each lab took, slowest first, after the test results."""
+    """Print what each lab cost, slowest first, after the test results (the per-lab table of book/contributing.md)."""
+    from rlhf_course.benchmark import labs_markdown
+
     timings = config.stash.get(_TIMINGS, {})
     if not timings:
         return
-    terminalreporter.section("lab wall times (profile tiny)")
-    for lab, seconds in sorted(timings.items(), key=lambda item: -item[1]):
-        terminalreporter.write_line(f"{seconds:7.1f} s  {lab}")
-    terminalreporter.write_line(f"{sum(timings.values()):7.1f} s  total")
+    terminalreporter.section("what each lab cost (profile tiny; seconds)")
+    ordered = dict(sorted(timings.items(), key=lambda item: -item[1]["wall"]))
+    terminalreporter.write(labs_markdown({"labs": ordered}))
+    terminalreporter.write_line(f"total wall {sum(row['wall'] for row in timings.values()):.0f} s, "
+                                f"CPU {sum(row.get('cpu', 0) for row in timings.values()):.0f} s")
 
 
 # The order in which labs start, two at a time. The first lab to ask trains the shared SFT model and reward model
@@ -84,7 +103,7 @@ def execute_labs(labs_dir: Path, env: dict[str, str], jobs: int, timeout: int) -
     """Execute every lab in ``labs_dir``, ``jobs`` at a time, in ``LAB_ORDER``; the kernels inherit ``env``.
 
     Labs that need the shared SFT model or reward model wait for whichever lab
-    trains it first (see ``rlhf_course.sft.checkpoint_lock``).
+    trains it first (see ``rlhf_course.runs.cached``).
     """
     from concurrent.futures import ThreadPoolExecutor
 

@@ -16,8 +16,10 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from rlhf_course.benchmark import lab_cost
 from rlhf_course.results import load_outcome
 from rlhf_course.student import Execution, execute_notebook
+from seed_check import record_seed_check
 
 LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
 LABS = sorted(LABS_DIR.glob("*.ipynb"))
@@ -134,20 +136,21 @@ def outcome_of(notebook: Path, request: pytest.FixtureRequest, kernel_env, lab_t
     if os.environ.get("RLHF_COURSE_SKIP_REAL_BOOK") == "1":
         workdir = request.getfixturevalue("labs_workdir")
         run = run_lab(notebook, workdir, kernel_env)
-        lab_timings[lab] = run.seconds
         assert run.ok, f"{lab} failed at {run.error} (executed copy: {run.output})"
-        return load_outcome(lab, workdir)
+        record = load_outcome(lab, workdir)
+        lab_timings[lab] = lab_cost(run.seconds, record)
+        record_seed_check(lab, record["seed"], record["outcome"])
+        return record
     if LAB_SEED != 0:
         pytest.fail("RLHF_COURSE_LAB_SEED applies when a lab is executed on its own: set RLHF_COURSE_SKIP_REAL_BOOK=1 "
                     "too (the book build runs every lab at seed 0).")
     site = request.getfixturevalue("built_site")
-    seconds = site.lab_seconds(lab)
-    if seconds is not None:
-        lab_timings[lab] = seconds
     if lab in site.lab_errors():
         pytest.fail(f"{lab} failed (executed copy: {site.root / 'labs' / notebook.name}):\n{site.lab_errors()[lab]}")
     try:
-        return load_outcome(lab, site.results_dir)
+        record = load_outcome(lab, site.results_dir)
+        lab_timings[lab] = lab_cost(site.lab_seconds(lab), record)
+        return record
     except (FileNotFoundError, KeyError, ValueError) as err:
         pytest.fail(f"{lab} recorded no outcome in the book build ({err}). Build log tail:\n"
                     f"{site.result.stdout[-4000:]}\n{site.result.stderr[-4000:]}")

@@ -177,7 +177,7 @@ def test_reward_model_checkpoint_is_trained_once_and_read_back_with_its_loss_cur
     """The Reward Modeling lab and every later lab share one reward model: trained on the first call, then reused."""
     import json
 
-    monkeypatch.chdir(tmp_path)  # the SFT model goes to runs/tiny-seed0/sft under here
+    monkeypatch.setenv("RLHF_COURSE_RUNS", str(tmp_path / "runs"))  # the shared SFT model goes there
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1", "rm.n_pairs=64",
                                                     "rm.epochs=1", "rm.batch_size=8"])
     path = rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False)
@@ -185,7 +185,8 @@ def test_reward_model_checkpoint_is_trained_once_and_read_back_with_its_loss_cur
     first = weights.stat().st_mtime_ns
     trained = rm.load_trained_reward_model(path)
     assert len(trained.losses) >= 1 and trained.seconds > 0
-    assert json.loads((path / "course_settings.json").read_text())["rm"]["n_pairs"] == 64
+    assert json.loads((path.parent / "course_record.json").read_text())["settings"]["rm"]["n_pairs"] == 64
+    assert list((tmp_path / "runs" / "shared").glob("sft-*/final/model.safetensors")), "the SFT model is shared"
 
     assert rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False) == path
     assert weights.stat().st_mtime_ns == first, "the same settings must reuse the saved reward model"

@@ -1,0 +1,96 @@
+"""The run layout: one place for every run, a cache of shared models keyed by their settings, and the time ledger."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from rlhf_course import results, runs
+
+
+def test_runs_root_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv(runs.RUNS_ENV, raising=False)
+    here = runs.runs_root()
+    monkeypatch.chdir(tmp_path)
+    assert runs.runs_root() == here and here.is_absolute()
+    assert here == Path(runs.__file__).resolve().parents[1] / "runs", "a source checkout keeps its runs at its root"
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "elsewhere"))
+    assert runs.runs_root() == tmp_path / "elsewhere"
+    assert runs.lab_dir("ppo") == tmp_path / "elsewhere" / "labs" / "ppo"
+
+
+def test_shared_folders_are_keyed_by_every_setting():
+    a = runs.shared_dir("sft", {"seed": 0, "sft": {"epochs": 4, "lr": 1e-3}})
+    assert a == runs.shared_dir("sft", {"sft": {"lr": 1e-3, "epochs": 4}, "seed": 0}), "key order must not matter"
+    assert a != runs.shared_dir("sft", {"seed": 1, "sft": {"epochs": 4, "lr": 1e-3}})
+    assert a != runs.shared_dir("rm", {"seed": 0, "sft": {"epochs": 4, "lr": 1e-3}})
+    assert a.parent.name == "shared" and a.name.startswith("sft-")
+
+
+def _trainer(calls: list[int], fail: bool = False):
+    def train(folder: Path) -> dict:
+        calls.append(1)
+        (folder / "final").mkdir(parents=True, exist_ok=True)
+        (folder / "final" / "weights").write_text(str(len(calls)))
+        if fail:
+            raise KeyboardInterrupt("killed half-way")
+        return {"log_history": [{"loss": 1.0}]}
+    return train
+
+
+def test_a_shared_model_is_trained_once_and_kept_when_settings_change(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    calls: list[int] = []
+    path, record = runs.cached("toy", {"n": 1}, _trainer(calls))
+    again, record_again = runs.cached("toy", {"n": 1}, _trainer(calls))
+    assert (path, len(calls)) == (again, 1) and record_again["log_history"] == [{"loss": 1.0}]
+    assert record["settings"] == {"n": 1} and record["seconds"] >= 0
+    other, _ = runs.cached("toy", {"n": 2}, _trainer(calls))
+    assert len(calls) == 2 and other != path
+    assert (path / "weights").read_text() == "1", "a model trained with other settings must not be overwritten"
+
+
+def test_a_run_killed_half_way_is_trained_again(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    calls: list[int] = []
+    with pytest.raises(KeyboardInterrupt):
+        runs.cached("toy", {"n": 1}, _trainer(calls, fail=True))
+    assert runs.read_record(runs.shared_dir("toy", {"n": 1})) is None, "no record for a model that was not finished"
+    path, _ = runs.cached("toy", {"n": 1}, _trainer(calls))
+    assert len(calls) == 2 and (path / "weights").read_text() == "2"
+
+
+def test_an_explicit_folder_is_retrained_when_its_settings_differ(tmp_path):
+    calls: list[int] = []
+    runs.cached("toy", {"n": 1}, _trainer(calls), folder=tmp_path / "mine")
+    runs.cached("toy", {"n": 1}, _trainer(calls), folder=tmp_path / "mine")
+    runs.cached("toy", {"n": 2}, _trainer(calls), folder=tmp_path / "mine")
+    assert len(calls) == 2 and runs.read_record(tmp_path / "mine")["settings"] == {"n": 2}
+
+
+def test_record_of_a_model_saved_elsewhere_says_what_to_call(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"was not saved by my_checkpoint\. Call my_checkpoint"):
+        runs.record_of(tmp_path / "final", "my_checkpoint")
+
+
+def test_the_ledger_counts_only_the_outermost_category(monkeypatch):
+    monkeypatch.setattr(results, "_LEDGER", {})
+    with results.spending("shared models"):
+        with results.spending("sampling"):
+            time.sleep(0.3)
+    with results.spending("sampling"):
+        time.sleep(0.15)
+    spent = results.seconds_spent()
+    assert set(spent) == {"wall", "cpu", "shared models", "sampling"}
+    assert spent["shared models"] >= 0.3 and 0.1 <= spent["sampling"] < 0.3
+    assert spent["wall"] >= spent["shared models"]
+
+
+def test_a_lab_record_says_what_the_lab_cost(tmp_path, monkeypatch):
+    monkeypatch.setenv(results.RESULTS_DIR_ENV, str(tmp_path))
+    path = results.record_outcome("lab", {"x": 1})
+    seconds = json.loads(path.read_text())["seconds"]
+    assert seconds["wall"] > 0 and seconds["cpu"] > 0
