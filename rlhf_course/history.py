@@ -30,6 +30,7 @@ CHAPTERS = {
     "instruction_tuning": "Instruction Tuning",
     "rejection_sampling": "Rejection Sampling",
     "policy_gradients": "Policy Gradients",
+    "ppo": "Proximal Policy Optimization",
     "direct_alignment": "Direct Alignment",
     "constitutional_ai": "Constitutional AI",
     "synthetic_data": "Synthetic Data",
@@ -88,7 +89,7 @@ MILESTONES: tuple[Milestone, ...] = (
         "Proximal Policy Optimization Algorithms", "Schulman et al.",
         "https://arxiv.org/abs/1707.06347", "schulman2017ppo", "Foundations",
         "A clipped policy-gradient update that became the default optimiser of RLHF.",
-        "policy_gradients",
+        "ppo",
     ),
     Milestone(
         2019, 9, "Fine-tuning LMs",
@@ -126,6 +127,14 @@ MILESTONES: tuple[Milestone, ...] = (
         "preference_data",
     ),
     Milestone(
+        2022, 9, "Sparrow",
+        "Improving Alignment of Dialogue Agents via Targeted Human Judgements", "Glaese et al.",
+        "https://arxiv.org/abs/2209.14375", "glaese2022sparrow", "Assistants",
+        "Rule reward models, trained on judgements of whether a reply breaks a given written rule, "
+        "next to a preference reward model.",
+        "reward_modeling",
+    ),
+    Milestone(
         2022, 12, "Constitutional AI",
         "Constitutional AI: Harmlessness from AI Feedback", "Bai et al.",
         "https://arxiv.org/abs/2212.08073", "bai2022constitutional", "Assistants",
@@ -145,6 +154,13 @@ MILESTONES: tuple[Milestone, ...] = (
         "https://arxiv.org/abs/2307.09288", "touvron2023llama2", "Assistants",
         "Margin loss for graded preferences, two reward models, rejection sampling followed by PPO.",
         "reward_modeling",
+    ),
+    Milestone(
+        2023, 9, "RLAIF vs. RLHF",
+        "RLAIF vs. RLHF: Scaling Reinforcement Learning from Human Feedback with AI Feedback", "Lee et al.",
+        "https://arxiv.org/abs/2309.00267", "lee2023rlaif", "Assistants",
+        "Preferences labelled by an off-the-shelf LLM train policies that people rate on a par with RLHF.",
+        "constitutional_ai",
     ),
     Milestone(
         2023, 10, "Zephyr",
@@ -168,10 +184,25 @@ MILESTONES: tuple[Milestone, ...] = (
         "reasoning",
     ),
     Milestone(
+        2024, 12, "OpenAI o1",
+        "OpenAI o1 System Card", "OpenAI",
+        "https://arxiv.org/abs/2412.16720", "openai2024o1", "Verifiable rewards",
+        "A model trained with large-scale RL to reason in a long chain of thought before it answers.",
+        "reasoning",
+    ),
+    Milestone(
         2025, 1, "DeepSeek-R1",
         "DeepSeek-R1: Incentivizing Reasoning Capability in LLMs via Reinforcement Learning", "DeepSeek-AI",
         "https://arxiv.org/abs/2501.12948", "deepseek2025r1", "Verifiable rewards",
         "Large-scale RL on checkable answers makes long chains of reasoning emerge.",
+        "reasoning",
+    ),
+    Milestone(
+        2025, 1, "Kimi k1.5",
+        "Kimi k1.5: Scaling Reinforcement Learning with LLMs", "Kimi Team",
+        "https://arxiv.org/abs/2501.12599", "kimi2025k15", "Verifiable rewards",
+        "An open report of long-chain-of-thought RL without a value model, "
+        "with a length penalty and long-to-short transfer.",
         "reasoning",
     ),
 )
