@@ -18,7 +18,8 @@ same held-out test prompts with the gold reward. The output folder gets:
     - ``kl_to_ref``: KL(policy‖reference) estimated on the policy's samples, in
       nats per response; the reference is the policy the stage started from
       (the base model for SFT; the SFT model for later stages);
-    - ``seconds``: wall time of the stage, training and measuring.
+    - ``seconds``, ``cpu_seconds``: wall and CPU time of the stage, training
+      and measuring (a model found in the shared cache costs no training).
 
     Stages that optimise against the reward model (``bon``, ``rs_ft``,
     ``reinforce``, ``rloo``, ``grpo``, ``ppo``) also record ``proxy_reward``: the mean
@@ -64,6 +65,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -88,8 +90,9 @@ DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn fr
 POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
 DIRECT_TRAINERS = {"ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}  # dpo: its own recipe
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
-                 "kl_to_ref", "seconds")
-RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds")
+                 "kl_to_ref", "seconds", "cpu_seconds")
+RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds",
+             "cpu_seconds")
 
 
 def rank() -> int:
@@ -333,6 +336,13 @@ def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> P
     return sample_policy(load_policy(path, profile), tokenizer, prompts, profile, seed=seed)
 
 
+def cpu_timed(stage_fn: Callable[..., dict], *args) -> dict:
+    """Run a stage function and add to its entry the CPU seconds it used (every thread of this process)."""
+    start = time.process_time()
+    entry = stage_fn(*args)
+    return {**entry, "cpu_seconds": time.process_time() - start}
+
+
 def run_pipeline(
     profile: Profile | str = "tiny",
     out_dir: str | Path = "runs/tiny",
@@ -351,25 +361,26 @@ def run_pipeline(
     results.update(profile=profile.name, seed=seed, world_size=world_size(), rlhf_course_version=__version__)
     prompts = eval_prompts(profile, seed)
 
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     base, tokenizer = load_model(profile, progress=progress)
     samples: dict[str, PolicySamples] = {}
     entry, samples["base"] = measure("base", base, None, tokenizer, prompts, profile, seed, samples)
-    results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start}
+    results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - start_cpu}
 
     if "sft" in stages:
-        results["stages"]["sft"] = sft_stage(base, tokenizer, prompts, profile, seed, out, samples, progress)
+        results["stages"]["sft"] = cpu_timed(sft_stage, base, tokenizer, prompts, profile, seed, out, samples, progress)
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
     if "rm" in stages:
-        results["stages"]["rm"] = rm_stage(tokenizer, profile, seed, out, progress)
+        results["stages"]["rm"] = cpu_timed(rm_stage, tokenizer, profile, seed, out, progress)
     if any(stage in stages for stage in (*RL_STAGES, *DIRECT_STAGES)):
         samples.setdefault("sft", sft_samples(out, tokenizer, prompts, profile, seed))
     if "bon" in stages:
-        results["stages"]["bon"] = bon_stage(tokenizer, prompts, profile, seed, out, samples)
+        results["stages"]["bon"] = cpu_timed(bon_stage, tokenizer, prompts, profile, seed, out, samples)
     for stage in [s for s in RL_STAGES if s in stages and s != "bon"]:
-        results["stages"][stage] = rl_stage(stage, tokenizer, prompts, profile, seed, out, samples, progress)
+        results["stages"][stage] = cpu_timed(rl_stage, stage, tokenizer, prompts, profile, seed, out, samples, progress)
     for stage in [s for s in DIRECT_STAGES if s in stages]:
-        results["stages"][stage] = direct_stage(stage, tokenizer, prompts, profile, seed, out, samples, progress)
+        results["stages"][stage] = cpu_timed(direct_stage, stage, tokenizer, prompts, profile, seed, out, samples,
+                                             progress)
 
     if rank() == 0:
         write_results(results, out)
@@ -407,13 +418,13 @@ def results_markdown(results: dict) -> str:
 
     stages = results["stages"]
     lines = [f"Profile `{results['profile']}`, seed {results['seed']}, {results['world_size']} process(es).", "",
-             "| stage | gold reward | ± s.e. | proxy reward | win rate vs base | win rate vs SFT | KL to ref | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| stage | gold reward | ± s.e. | proxy reward | win rate vs base | win rate vs SFT | KL to ref | seconds "
+             "| CPU seconds |", "|---|---|---|---|---|---|---|---|---|"]
     for name in [s for s in POLICY_STAGES if s in stages]:
         lines.append(f"| {name} | " + " | ".join(fmt(stages[name].get(k)) for k in RESULT_FIELDS) + " |")
     if "rm" in stages:
         lines += ["", "| reward model | accuracy vs gold | accuracy vs labels | labels vs gold | "
-                  "corr. with length | seconds |", "|---|---|---|---|---|---|",
+                  "corr. with length | seconds | CPU seconds |", "|---|---|---|---|---|---|---|",
                   "| rm | " + " | ".join(fmt(stages["rm"].get(k)) for k in RM_FIELDS) + " |"]
     return "\n".join(lines) + "\n"
 
