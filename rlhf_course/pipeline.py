@@ -365,7 +365,8 @@ def run_pipeline(
     base, tokenizer = load_model(profile, progress=progress)
     samples: dict[str, PolicySamples] = {}
     entry, samples["base"] = measure("base", base, None, tokenizer, prompts, profile, seed, samples)
-    results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start, "cpu_seconds": time.process_time() - start_cpu}
+    results["stages"]["base"] = {**entry, "seconds": time.perf_counter() - start,
+                                 "cpu_seconds": time.process_time() - start_cpu}
 
     if "sft" in stages:
         results["stages"]["sft"] = cpu_timed(sft_stage, base, tokenizer, prompts, profile, seed, out, samples, progress)
