@@ -65,11 +65,13 @@ class Annotator:
 
 
 def default_annotators(temperature: float = 0.5) -> list[Annotator]:
-    """The course's annotator pool: two careful people and two biased ones.
+    """The course's annotator pool: one careful person and three who value other things.
 
-    ``careful`` weighs the gold attributes exactly; ``hasty`` cares mostly about
-    form; ``verbose_fan`` likes long answers and ``phrase_fan`` likes the stock
-    phrase. Together they make length and the phrase correlate with preference.
+    ``careful`` weighs the gold attributes exactly; ``hasty`` weighs them
+    differently, caring more about form than correctness; ``verbose_fan`` and
+    ``phrase_fan`` use the gold weights but like long answers and the stock
+    phrase. Only ``careful`` has the gold reward's utility; the two fans make
+    length and the phrase correlate with preference.
     """
     return [
         Annotator("careful", temperature=temperature),
