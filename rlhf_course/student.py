@@ -17,7 +17,11 @@ becomes
         raise NotImplementedError("Exercise: fill in bradley_terry_loss")
 
 Grading runs each filled-in notebook with papermill while the checks append to
-a log (``RLHF_COURSE_GRADES``), then tabulates pass or fail per exercise.
+a log (``RLHF_COURSE_GRADES``), then tabulates pass or fail per exercise. An
+exercise whose stub raised before its check could run fails as "not
+implemented". Errors name the cell of the notebook as submitted (counted from
+1, markdown cells included, as an editor shows them), not its place in
+papermill's executed copy, and the exercise the cell belongs to.
 """
 
 from __future__ import annotations
@@ -45,6 +49,14 @@ _BEGIN = re.compile(r"^(\s*)#\s*BEGIN SOLUTION\s*$")
 _END = re.compile(r"^\s*#\s*END SOLUTION\s*$")
 _DEF = re.compile(r"^(\s*)(?:async\s+)?def\s+(\w+)")
 _CHECK_CALL = re.compile(r"\bcheck_(\w+)\s*\(")
+_TOP_DEF = re.compile(r"^(?:async\s+)?def\s+(\w+)", re.MULTILINE)
+_STUB_MESSAGE = re.compile(r"Exercise: fill in (\w+)")
+PAPERMILL_TAGS = frozenset({"injected-parameters", "papermill-error-cell-tag"})  # cells papermill adds
+
+
+def cell_label(index: int) -> str:
+    """How messages name the cell at 0-based ``index``: ``"cell 3"`` for index 2, as an editor counts."""
+    return f"cell {index + 1}"
 
 
 class SolutionMarkerError(ValueError):
@@ -125,7 +137,7 @@ def make_student_notebook(nb: nbformat.NotebookNode, name: str = "notebook") -> 
         if SOLUTION_TAG in cell.get("metadata", {}).get("tags", []):
             continue
         if cell.cell_type == "code":
-            cell.source = strip_solutions(cell.source, where=f"{name}, cell {index}")
+            cell.source = strip_solutions(cell.source, where=f"{name}, {cell_label(index)}")
             cell.outputs = []
             cell.execution_count = None
             for key in ("execution", "papermill"):
@@ -187,7 +199,7 @@ class Execution:
     notebook: Path
     output: Path
     seconds: float
-    error: str | None = None  # "cell 7: ExerciseError: ..." or None if every cell ran
+    error: str | None = None  # "cell 7 (exercise gae): ExerciseError: ..." or None if every cell ran
 
     @property
     def ok(self) -> bool:
@@ -221,7 +233,8 @@ def execute_notebook(
     """Run ``notebook`` with papermill (kernel ``python3``) and save the executed copy to ``output``.
 
     Never raises for an error inside the notebook: the first failing cell is
-    reported in :attr:`Execution.error`. With ``keep_going`` every cell runs
+    reported in :attr:`Execution.error`, by its place in ``notebook`` (see
+    :func:`first_error`). With ``keep_going`` every cell runs
     even after an error (for grading, so one wrong exercise does not hide the
     others). ``cwd`` defaults to the notebook's folder, as in Jupyter.
     """
@@ -242,20 +255,110 @@ def execute_notebook(
             )
         except PapermillExecutionError as err:
             # With keep_going papermill reports the *last* failing cell; the first one explains more.
-            error = first_error(output) or f"cell {err.cell_index}: {err.ename}: {err.evalue}"
+            error = first_error(output, notebook) or f"{err.ename}: {err.evalue}"
         except (CellTimeoutError, DeadKernelError) as err:  # a runaway or crashed kernel
             error = f"{type(err).__name__}: {err}"
     return Execution(notebook, output, time.perf_counter() - start, error)
 
 
-def first_error(executed: Path) -> str | None:
-    """``"cell <index>: <error type>: <message>"`` for the first failing cell of an executed notebook."""
-    nb = nbformat.read(executed, as_version=4)
-    for index, cell in enumerate(nb.cells):
+@dataclass(frozen=True)
+class CellError:
+    """An error output of an executed notebook, placed in the notebook as submitted.
+
+    Attributes:
+        cell: the cell's 0-based index in the submitted notebook, or ``None``
+            for a cell that papermill added (its injected parameters).
+        ename: the exception's type, e.g. ``"NotImplementedError"``.
+        evalue: the exception's message.
+        exercise: the exercise the cell belongs to (see :func:`exercise_of`), or ``None``.
+    """
+
+    cell: int | None
+    ename: str
+    evalue: str
+    exercise: str | None = None
+
+    def __str__(self) -> str:
+        where = cell_label(self.cell) if self.cell is not None else "the parameters papermill injected"
+        exercise = f" (exercise {self.exercise})" if self.exercise else ""
+        return f"{where}{exercise}: {self.ename}: {self.evalue}"
+
+
+def _tags(cell: nbformat.NotebookNode) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def submitted_cells(executed: nbformat.NotebookNode, submitted: nbformat.NotebookNode) -> dict[int, int]:
+    """Map each cell index of papermill's executed copy to the same cell's index in the submitted notebook.
+
+    Papermill inserts its own cells (the injected parameters, and on an error
+    a message at the top and an anchor before the failing cell) and removes
+    such cells left in its input; every other cell keeps its order. So the
+    cells that are not papermill's pair up in order. Papermill's cells are
+    not in the map.
+    """
+    def own(nb: nbformat.NotebookNode) -> list[int]:
+        return [i for i, cell in enumerate(nb.cells) if not _tags(cell) & PAPERMILL_TAGS]
+    executed_own, submitted_own = own(executed), own(submitted)
+    if len(executed_own) != len(submitted_own):  # not the executed copy of this notebook
+        return {}
+    return dict(zip(executed_own, submitted_own))
+
+
+def exercise_of(nb: nbformat.NotebookNode, index: int, evalue: str = "") -> str | None:
+    """The exercise (named as in its ``check_<name>`` call) that cell ``index`` belongs to, or ``None``.
+
+    A stub's message (``"Exercise: fill in <function>"``) in ``evalue`` names
+    the function that raised; otherwise the cell's own check call, else a
+    function the cell defines, decides. A function belongs to the exercise
+    whose name it has or whose check call mentions it
+    (``check_clipped_policy_loss(clipped_loss)``).
+    """
+    source = nb.cells[index].source if nb.cells[index].cell_type == "code" else ""
+    stub = _STUB_MESSAGE.search(evalue)
+    called = _CHECK_CALL.findall(source)
+    functions = [stub.group(1)] if stub else []
+    if called and not stub:
+        return called[0]
+    checks = {name: cell.source for cell in nb.cells if cell.cell_type == "code"
+              for name in _CHECK_CALL.findall(cell.source)}
+    for function in functions + _TOP_DEF.findall(source):
+        for name, check_source in checks.items():
+            if function == name or re.search(rf"\b{re.escape(function)}\b", check_source):
+                return name
+    return called[0] if called else None
+
+
+def cell_errors(executed: str | Path, submitted: str | Path | None = None) -> list[CellError]:
+    """Every error output of an executed notebook, in order, placed in ``submitted`` (default: the same file).
+
+    With ``submitted`` (the notebook papermill ran), cells are numbered as the
+    author sees them; without it, or if ``executed`` is not its copy, as they
+    are in ``executed``.
+    """
+    ran = nbformat.read(executed, as_version=4)
+    original = nbformat.read(submitted, as_version=4) if submitted is not None else ran
+    places = submitted_cells(ran, original)
+    if not places:  # not the copy of ``submitted``: number the executed copy's own cells
+        original, places = ran, {i: i for i in range(len(ran.cells))}
+    errors = []
+    for index, cell in enumerate(ran.cells):
         for output in cell.get("outputs", []):
             if output.output_type == "error":
-                return f"cell {index}: {output.ename}: {output.evalue}"
-    return None
+                place = places.get(index)
+                exercise = exercise_of(original, place, output.evalue) if place is not None else None
+                errors.append(CellError(place, output.ename, output.evalue, exercise))
+    return errors
+
+
+def first_error(executed: str | Path, submitted: str | Path | None = None) -> str | None:
+    """``"cell <n> (exercise <name>): <error type>: <message>"`` for the first failing cell, or ``None``.
+
+    ``n`` counts the cells of ``submitted`` (the notebook that was run) from 1;
+    see :func:`cell_errors`.
+    """
+    errors = cell_errors(executed, submitted)
+    return str(errors[0]) if errors else None
 
 
 # ---------------------------------------------------------------------------
@@ -269,7 +372,7 @@ class Grade:
 
     notebook: str
     exercise: str
-    status: str  # "pass", "fail" or "not run"
+    status: str  # "pass", "fail" (a check failed, or the stub was not filled in) or "not run"
     message: str = ""
 
 
@@ -298,9 +401,12 @@ def grade_notebook(
 ) -> GradeReport:
     """Execute one filled-in student notebook and grade each of its exercises.
 
-    An exercise passes if all of its check calls passed, fails if one failed,
-    and is "not run" if the notebook never reached its check. ``timeout`` is
-    per cell, in seconds; ``executed_dir`` keeps the executed copy for review.
+    An exercise passes if all of its check calls passed, and fails if one
+    failed or if its stub raised ``NotImplementedError`` before the check
+    could run ("not implemented"). It is "not run" if the notebook never
+    reached its check for another reason; the message then gives the error of
+    its check's cell, if any. ``timeout`` is per cell, in seconds;
+    ``executed_dir`` keeps the executed copy for review.
     """
     notebook = Path(notebook)
     expected = expected_exercises(nbformat.read(notebook, as_version=4))
@@ -310,18 +416,27 @@ def grade_notebook(
         env = {GRADES_ENV: str(log), "RLHF_COURSE_PROFILE": profile, "RLHF_COURSE_RESULTS_DIR": tmp}
         run = execute_notebook(notebook, output, {"PROFILE": profile}, env=env, keep_going=True, timeout=timeout)
         entries = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()] if log.exists() else []
+        errors = cell_errors(output, notebook) if output.exists() else []
 
     report = GradeReport(str(notebook), error=run.error)
     for name in dict.fromkeys(expected + [entry["exercise"] for entry in entries]):
-        mine = [entry for entry in entries if entry["exercise"] == name]
-        failed = [entry for entry in mine if not entry["passed"]]
-        if not mine:
-            report.grades.append(Grade(str(notebook), name, "not run"))
-        elif failed:
-            report.grades.append(Grade(str(notebook), name, "fail", failed[0]["message"]))
-        else:
-            report.grades.append(Grade(str(notebook), name, "pass", mine[-1]["message"]))
+        report.grades.append(_grade(str(notebook), name, [e for e in entries if e["exercise"] == name], errors))
     return report
+
+
+def _grade(notebook: str, exercise: str, entries: list[dict], errors: list[CellError]) -> Grade:
+    """One exercise's grade from its check log ``entries`` and the notebook's cell ``errors``."""
+    failed = [entry for entry in entries if not entry["passed"]]
+    if failed:
+        return Grade(notebook, exercise, "fail", failed[0]["message"])
+    if entries:
+        return Grade(notebook, exercise, "pass", entries[-1]["message"])
+    mine = [error for error in errors if error.exercise == exercise]
+    stub = next((error for error in mine if error.ename == "NotImplementedError"), None)
+    if stub:
+        return Grade(notebook, exercise, "fail", f"not implemented: {stub}. Fill in the exercise, then run the "
+                                                 "notebook again.")
+    return Grade(notebook, exercise, "not run", f"its check did not run: {mine[0]}" if mine else "")
 
 
 def grades_table(reports: Sequence[GradeReport]) -> str:

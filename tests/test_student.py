@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from rlhf_course import cli
-from rlhf_course.student import (SolutionMarkerError, execute_notebook, expected_exercises,
+from rlhf_course import cli, student
+from rlhf_course.student import (SolutionMarkerError, cell_errors, execute_notebook, expected_exercises,
                                  grade_notebook, grades_table, make_student_notebook,
                                  strip_solutions, write_student_versions)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bradley_terry_lab.ipynb"
+GRADING_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "grading_lab.ipynb"
 ANSWER = "    return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()"
 
 
@@ -92,7 +94,7 @@ def test_student_notebook_from_fixture():
 
 def test_notebook_errors_name_file_and_cell():
     nb = new_notebook(cells=[new_markdown_cell("# T"), new_code_cell("x = 1\n# BEGIN SOLUTION\n")])
-    with pytest.raises(SolutionMarkerError, match=r"^labs/x.ipynb, cell 1: .*line 2 is never closed"):
+    with pytest.raises(SolutionMarkerError, match=r"^labs/x.ipynb, cell 2: .*line 2 is never closed"):
         make_student_notebook(nb, name="labs/x.ipynb")
 
 
@@ -104,7 +106,7 @@ def test_expected_exercises_from_check_calls():
 def _copy_fixture(folder: Path, name: str = "bradley_terry_lab.ipynb") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / name
-    path.write_bytes(FIXTURE.read_bytes())
+    path.write_bytes((FIXTURE.parent / name).read_bytes())
     return path
 
 
@@ -142,7 +144,7 @@ def test_one_bad_lab_means_nothing_is_written(tmp_path):
     bad_nb = new_notebook(cells=[new_code_cell("# END SOLUTION")])
     bad = tmp_path / "labs" / "bad.ipynb"
     nbformat.write(bad_nb, bad)
-    with pytest.raises(SolutionMarkerError, match="bad.ipynb, cell 0"):
+    with pytest.raises(SolutionMarkerError, match="bad.ipynb, cell 1"):
         write_student_versions([good, bad], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -154,6 +156,112 @@ def test_cli_student(tmp_path, capsys):
     assert cli.main(["student", str(lab), "--out", str(lab.parent)]) == 1
     err = capsys.readouterr().err
     assert "would overwrite the lab" in err and "Nothing was written" in err
+
+
+# --- placing errors in the submitted notebook (papermill's own code, no kernel) ---------
+
+
+def _papermill_copy(submitted: Path, executed: Path, errors: dict[int, tuple[str, str]]) -> None:
+    """What papermill makes of ``submitted``, without a kernel: its parameter cell and error markers.
+
+    ``errors`` maps a cell index of the submitted notebook to the ``(ename, evalue)``
+    that cell raised. The parameters are injected and the markers inserted by
+    papermill's own functions, so the test follows papermill if it changes.
+    """
+    from papermill.exceptions import PapermillExecutionError
+    from papermill.execute import raise_for_execution_errors, remove_error_markers
+    from papermill.iorw import load_notebook_node
+    from papermill.parameterize import parameterize_notebook
+
+    nb = load_notebook_node(str(submitted))
+    for index, (ename, evalue) in errors.items():
+        nb.cells[index].outputs = [nbformat.v4.new_output("error", ename=ename, evalue=evalue, traceback=[])]
+    nb = remove_error_markers(parameterize_notebook(nb, {"PROFILE": "tiny"}))
+    try:
+        raise_for_execution_errors(nb, str(executed))
+    except PapermillExecutionError:
+        return
+    nbformat.write(nb, executed)
+
+
+def _notebook(kinds: list[str], parameters_at: int | None, leftovers: bool) -> nbformat.NotebookNode:
+    """Cells of the given kinds ("code"/"markdown"), a parameters cell, and maybe an earlier run's papermill cells."""
+    cells = [new_code_cell(f"x = {i}") if kind == "code" else new_markdown_cell(f"# {i}")
+             for i, kind in enumerate(kinds)]
+    if parameters_at is not None:
+        cells.insert(min(parameters_at, len(cells)), new_code_cell('PROFILE = "auto"', metadata={"tags": ["parameters"]}))
+    if leftovers:  # a submission that was itself run by papermill
+        cells.insert(0, new_markdown_cell("old error", metadata={"tags": ["papermill-error-cell-tag"]}))
+        cells.append(new_code_cell('PROFILE = "tiny"', metadata={"tags": ["injected-parameters"]}))
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])  # files, a busy CPU
+@given(kinds=st.lists(st.sampled_from(["code", "markdown"]), min_size=1, max_size=8),
+       parameters_at=st.none() | st.integers(0, 8), leftovers=st.booleans(), data=st.data())
+def test_fuzz_errors_are_placed_in_the_submitted_notebook(tmp_path_factory, kinds, parameters_at, leftovers, data):
+    folder = tmp_path_factory.mktemp("placed")
+    nb = _notebook(kinds, parameters_at, leftovers)
+    code = [i for i, cell in enumerate(nb.cells) if cell.cell_type == "code" and not cell.metadata.get("tags")]
+    failing = sorted(data.draw(st.sets(st.sampled_from(code), max_size=3))) if code else []
+    nbformat.write(nb, folder / "submitted.ipynb")
+    _papermill_copy(folder / "submitted.ipynb", folder / "executed.ipynb",
+                    {i: ("ValueError", f"in {i}") for i in failing})
+    errors = cell_errors(folder / "executed.ipynb", folder / "submitted.ipynb")
+    assert [(e.cell, e.evalue) for e in errors] == [(i, f"in {i}") for i in failing]
+    assert [str(e) for e in errors] == [f"cell {i + 1}: ValueError: in {i}" for i in failing]
+
+
+def _student_grading_lab(folder: Path) -> Path:
+    [path] = write_student_versions([GRADING_FIXTURE], folder)
+    return path
+
+
+def test_the_failing_cell_is_named_as_submitted_with_its_exercise(tmp_path):
+    submitted = _student_grading_lab(tmp_path / "student")
+    executed = tmp_path / "executed.ipynb"
+    _papermill_copy(submitted, executed, {5: ("ExerciseError", "bradley_terry_loss is not implemented yet"),
+                                          7: ("NotImplementedError", "Exercise: fill in gold_win_rate")})
+    ran = nbformat.read(executed, as_version=4).cells
+    assert [i for i, cell in enumerate(ran) if cell.get("outputs")] == [7, 10], "papermill moved the cells down"
+    assert student.first_error(executed, submitted) == (
+        "cell 6 (exercise bradley_terry_loss): ExerciseError: bradley_terry_loss is not implemented yet")
+    assert str(cell_errors(executed, submitted)[1]) == (
+        "cell 8 (exercise win_rate): NotImplementedError: Exercise: fill in gold_win_rate")
+
+
+@pytest.mark.parametrize("source, evalue, exercise", [
+    ("checks.check_gae(gae)", "wrong", "gae"),
+    ("def clipped_loss(r, a):\n    raise NotImplementedError", "", "clipped_policy_loss"),
+    ("loss = my_select_best(x)", "Exercise: fill in my_select_best", "select_best"),
+    ("print(1)", "", None),
+])
+def test_a_cell_belongs_to_the_exercise_whose_check_uses_its_function(source, evalue, exercise):
+    nb = new_notebook(cells=[new_code_cell(source), new_code_cell("checks.check_gae(gae)"),
+                             new_code_cell("checks.check_clipped_policy_loss(clipped_loss)"),
+                             new_markdown_cell("text"), new_code_cell("checks.check_select_best(my_select_best)")])
+    assert student.exercise_of(nb, 0, evalue) == exercise
+
+
+def test_a_stub_that_raises_before_its_check_fails_as_not_implemented(tmp_path, monkeypatch):
+    """Grading without a kernel: the executed copy is what papermill would write for the student version."""
+    submitted = _student_grading_lab(tmp_path / "student")
+
+    def execute(notebook, output, parameters, env, keep_going, timeout):
+        Path(env["RLHF_COURSE_GRADES"]).write_text(json.dumps(
+            {"exercise": "bradley_terry_loss", "passed": False, "message": "not implemented yet"}) + "\n")
+        _papermill_copy(notebook, output, {5: ("ExerciseError", "not implemented yet"),
+                                           7: ("NotImplementedError", "Exercise: fill in gold_win_rate")})
+        return student.Execution(notebook, output, 0.0, student.first_error(output, notebook))
+
+    monkeypatch.setattr(student, "execute_notebook", execute)
+    report = grade_notebook(submitted)
+    assert [(g.exercise, g.status) for g in report.grades] == [("bradley_terry_loss", "fail"), ("win_rate", "fail")]
+    assert report.grades[1].message == ("not implemented: cell 8 (exercise win_rate): NotImplementedError: Exercise: "
+                                        "fill in gold_win_rate. Fill in the exercise, then run the notebook again.")
+    assert report.error == "cell 6 (exercise bradley_terry_loss): ExerciseError: not implemented yet"
 
 
 # --- executing and grading (slow: each runs a kernel) ----------------------
@@ -224,8 +332,26 @@ def test_grading_reports_unreached_checks_and_the_first_error(tmp_path, kernel_e
     nbformat.write(nb, path)
     report = grade_notebook(path)
     assert [(g.exercise, g.status) for g in report.grades] == [("bradley_terry_loss", "not run")]
-    assert report.error.endswith("ValueError: early")
+    assert report.grades[0].message == ("its check did not run: cell 3 (exercise bradley_terry_loss): NameError: "
+                                        "name 'checks' is not defined")
+    assert report.error == "cell 2: ValueError: early"
     assert "0/1 exercises passed" in grades_table([report])
+
+
+@pytest.mark.slow
+def test_grading_names_the_submitted_cell_and_fails_stubs_that_raise_before_their_check(tmp_path, kernel_env,
+                                                                                        monkeypatch):
+    for key, value in kernel_env.items():
+        monkeypatch.setenv(key, value)
+    submitted = _student_grading_lab(tmp_path / "student")
+    report = grade_notebook(submitted)
+    assert [(g.exercise, g.status) for g in report.grades] == [("bradley_terry_loss", "fail"), ("win_rate", "fail")]
+    assert report.error.startswith("cell 6 (exercise bradley_terry_loss): ExerciseError: ")
+    assert report.grades[1].message.startswith("not implemented: cell 8 (exercise win_rate): NotImplementedError: "
+                                               "Exercise: fill in gold_win_rate.")
+    report = grade_notebook(_copy_fixture(tmp_path / "instructor", GRADING_FIXTURE.name))  # solutions pass
+    assert [(g.exercise, g.status) for g in report.grades] == [("bradley_terry_loss", "pass"), ("win_rate", "pass")]
+    assert report.error is None
 
 
 @pytest.mark.slow
