@@ -96,28 +96,42 @@ def grpo_advantages(rewards: torch.Tensor, scale: bool = True, eps: float = 1e-4
 
 
 def sequence_loss(
-    token_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, level: str = "sequence"
+    token_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, level: str = "constant"
 ) -> torch.Tensor:
-    """The REINFORCE surrogate −A · log π_θ(y|x), averaged over a batch of responses.
+    """The REINFORCE surrogate −A_i · log π_θ(y_i|x_i) over a batch of N responses, as one number.
 
     ``token_logps`` and ``mask`` have shape ``(N, length)``; ``advantages`` has
-    one value per response, shape ``(N,)``. Two conventions for the average:
+    one value per response, shape ``(N,)``. Two of the aggregations of the
+    Policy Gradients chapter:
 
-    - ``"sequence"``: the log-probability of each response is the sum of its
-      tokens', and responses count equally (the policy-gradient theorem as
-      written);
-    - ``"token"``: every token of the batch counts equally, so long responses
-      weigh more (DAPO's choice; the mean per token of ``rlhf_course.ppo.policy_gradient_loss``).
+    - ``"constant"`` (the default): the sum over each response's tokens,
+      divided by a constant, here the number of responses N (Dr. GRPO's
+      normaliser with L = 1). A response's log-probability is the sum of its
+      tokens', as in the policy-gradient theorem, so this is the unbiased
+      gradient up to a fixed scale;
+    - ``"token"``: the token mean over the batch, divided by the number of real
+      tokens in it (DAPO's choice, TRL's default ``loss_type="dapo"``, and the
+      mean of ``rlhf_course.ppo.policy_gradient_loss``). That count changes
+      with the lengths sampled in each batch.
+
+    ``"sequence"`` is the old name of ``"constant"``; it still works, with a
+    DeprecationWarning. It never meant GRPO's mean per sequence.
     """
+    if level == "sequence":
+        warnings.warn('sequence_loss(level="sequence") is now level="constant" (the sum over tokens divided by '
+                      'the number of responses, not a mean per sequence); the old name will go.',
+                      DeprecationWarning, stacklevel=2)
+        level = "constant"
     if advantages.shape != token_logps.shape[:1]:
         raise ValueError(f"advantages must have one value per response, shape ({token_logps.shape[0]},); "
                          f"got {tuple(advantages.shape)}.")
     per_token = -advantages.detach()[:, None] * token_logps * mask
-    if level == "sequence":
+    if level == "constant":
         return per_token.sum(dim=1).mean()
     if level == "token":
         return per_token.sum() / mask.sum().clamp(min=1)
-    raise ValueError(f"level must be 'sequence' or 'token'; got {level!r}.")
+    raise ValueError(f"level must be 'constant' (sum over tokens / number of responses) or 'token' (token mean); "
+                     f"got {level!r}.")
 
 
 # ----------------------------------------------------------------------------- rollouts

@@ -48,13 +48,16 @@ def test_reinforce_advantage_subtracts_baseline():
     assert torch.allclose(reinforce_advantages(torch.tensor([1.0, 3.0]), 2.0), torch.tensor([-1.0, 1.0]))
 
 
-def test_sequence_and_token_level_losses():
+def test_constant_and_token_mean_aggregations():
     logps = torch.tensor([[-1.0, -2.0, 0.0], [-1.0, -1.0, -1.0]], requires_grad=True)
     mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
     advantages = torch.tensor([1.0, -2.0])
-    # sequence: mean(-(1)(-3), -(-2)(-3)) = mean(3, -6) = -1.5; token: (3 - 6) / 5 tokens = -0.6
+    # sum over tokens / N responses: (-(1)(-3) + -(-2)(-3)) / 2 = (3 - 6) / 2 = -1.5; token mean: (3 - 6) / 5 = -0.6
     assert sequence_loss(logps, advantages, mask).item() == pytest.approx(-1.5)
+    assert sequence_loss(logps, advantages, mask, level="constant").item() == pytest.approx(-1.5)
     assert sequence_loss(logps, advantages, mask, level="token").item() == pytest.approx(-0.6)
+    with pytest.warns(DeprecationWarning, match="constant"):
+        assert sequence_loss(logps, advantages, mask, level="sequence").item() == pytest.approx(-1.5)
     sequence_loss(logps, advantages, mask).backward()
     assert torch.allclose(logps.grad, torch.tensor([[-0.5, -0.5, 0.0], [1.0, 1.0, 1.0]]))
     with pytest.raises(ValueError, match="level"):
