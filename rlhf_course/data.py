@@ -153,14 +153,18 @@ def _source_of(rows: object, source: str | None, default: str = "data") -> str:
     return source or (rows.source if isinstance(rows, PreferenceRows) else default)
 
 
-def _require_rows(rows: object, source: str) -> Iterable:
+ROWS = "rows (dicts with 'prompt', 'chosen' and 'rejected')"
+
+
+def _require_rows(rows: object, source: str, what: str = ROWS) -> Iterable:
     """``rows`` if it is a collection of rows; otherwise a ``TypeError`` that says what to pass instead.
 
     Catches the usual slips before they turn into a bare ``TypeError`` deep
     inside a loop: ``None``, one row instead of a list, a file name, a pandas
-    DataFrame (which iterates over its column names).
+    DataFrame (which iterates over its column names). ``what`` describes the
+    items expected, for the message.
     """
-    expected = f"{source}: expected a list of rows (dicts with 'prompt', 'chosen' and 'rejected')"
+    expected = f"{source}: expected a list of {what}"
     if rows is None:
         raise TypeError(f"{expected}; got None. Pass the rows themselves, e.g. read_preferences_jsonl(path).")
     if isinstance(rows, Mapping):
@@ -172,7 +176,8 @@ def _require_rows(rows: object, source: str) -> Iterable:
         raise TypeError(f"{expected}; got a {type(rows).__name__}, which iterates over its column names. "
                         "Pass df.to_dict('records').")
     if not isinstance(rows, Iterable):
-        raise TypeError(f"{expected}; got a {type(rows).__name__}, which is not iterable. Pass a list of dicts.")
+        raise TypeError(f"{expected}; got a value of type {type(rows).__name__}, which is not iterable. "
+                        "Pass a list of dicts.")
     return rows
 
 
@@ -192,7 +197,7 @@ def _convert_all(
     """
     _check_mode(mode)
     rows, problems = [], []
-    for i, record in enumerate(_require_rows(records, source)):
+    for i, record in enumerate(_require_rows(records, source, "records (dicts) of the dataset")):
         try:
             if not isinstance(record, Mapping):
                 raise _Invalid(None, "not a dict", f"the record is a {type(record).__name__}, not a dict.",

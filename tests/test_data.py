@@ -530,7 +530,7 @@ class _DataFrameLike:
 
 @pytest.mark.parametrize("rows, words", [
     (None, "got None. Pass the rows themselves"),
-    (3, "got a int, which is not iterable"),
+    (3, "got a value of type int, which is not iterable"),
     ("prefs.jsonl", "got a str. To read a file, call read_preferences_jsonl(path)"),
     (GOOD_STANDARD, "got one dict. Wrap a single row in a list: [row]"),
     (_DataFrameLike(), "iterates over its column names. Pass df.to_dict('records')"),
@@ -539,8 +539,8 @@ def test_something_other_than_rows_is_a_type_error_that_says_what_to_pass(tmp_pa
     calls = [lambda: validate_preferences(rows), lambda: data.check_training_rows(rows),
              lambda: from_hh_rlhf(rows), lambda: write_preferences_jsonl(rows, tmp_path / "out.jsonl")]
     for call in calls:
-        with pytest.raises(TypeError, match=r"expected a list of rows \(dicts with 'prompt', 'chosen' and "
-                                            r"'rejected'\); ") as error:
+        with pytest.raises(TypeError, match=r"expected a list of (rows \(dicts with 'prompt', 'chosen' and "
+                                            r"'rejected'\)|records \(dicts\) of the dataset); ") as error:
             call()
         assert words in str(error.value)
     assert not (tmp_path / "out.jsonl").exists()
