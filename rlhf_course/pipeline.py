@@ -323,7 +323,7 @@ def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool =
 
     settings = {"method": method, "sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm),
                 "rl": runs.model_settings(profile.rl)}
-    path, record = runs.cached(method, settings, train)
+    path, record = runs.cached(method, settings, train, seed)
     return PolicyGradientResult(load_policy(path, profile), record["history"], record["train_seconds"])
 
 

@@ -458,7 +458,7 @@ def reward_model_checkpoint(profile: Profile, seed: int = 0, output_dir: str | P
         return {"log_history": result.log_history, "train_seconds": result.seconds}
 
     settings = {"sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm)}
-    return runs.cached("rm", settings, train, output_dir)[0]
+    return runs.cached("rm", settings, train, seed, output_dir)[0]
 
 
 def load_trained_reward_model(path: str | Path) -> RewardModelResult:

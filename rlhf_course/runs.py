@@ -107,16 +107,41 @@ def record_of(final: str | Path, maker: str) -> dict[str, Any]:
     return record
 
 
-def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str, Any]],
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block from the random state ``seed`` gives, and leave the caller's random state as it was.
+
+    A shared model is then the same whichever lab trains it, after whatever
+    that lab did before; and the lab goes on with the same random numbers
+    whether it trained the model or found it in the cache.
+    """
+    import random
+
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        set_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str, Any]], seed: int,
            folder: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """The shared model ``kind`` with ``settings``: trained once by ``train(folder)``, then reused.
 
     ``train`` trains into ``folder`` (saving the model under ``folder/final``)
-    and returns a JSON-able record of the run (its log, for example). The
-    record is written last, with the settings, so a run killed half-way is
-    trained again rather than read half-saved. ``folder`` defaults to
-    :func:`shared_dir`; a folder given explicitly is retrained when its saved
-    settings differ. Returns ``(folder / "final", record)``.
+    and returns a JSON-able record of the run (its log, for example); it runs
+    from the random state ``seed`` gives (:func:`seeded`). The record is
+    written last, with the settings, so a run killed half-way is trained again
+    rather than read half-saved. ``folder`` defaults to :func:`shared_dir`; a
+    folder given explicitly is retrained when its saved settings differ.
+    Returns ``(folder / "final", record)``.
     """
     from .results import spending
 
@@ -126,7 +151,7 @@ def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str
         if (record is not None and (folder / "final").is_dir()
                 and record.get("settings") == json.loads(json.dumps(settings, default=str))):
             return folder / "final", record
-        with spending("shared models"):
+        with spending("shared models"), seeded(seed):
             start = time.perf_counter()
             run = train(folder)
             record = {"kind": kind, "settings": settings, "seconds": time.perf_counter() - start, **run}

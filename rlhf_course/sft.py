@@ -221,7 +221,7 @@ def sft_checkpoint(profile: Profile, seed: int = 0, output_dir: str | Path | Non
         return {"log_history": result.log_history, "train_seconds": result.seconds,
                 "world_size": result.world_size}
 
-    return runs.cached("sft", sft_settings(profile, seed), train, output_dir)[0]
+    return runs.cached("sft", sft_settings(profile, seed), train, seed, output_dir)[0]
 
 
 def load_trained_sft(path: str | Path, profile: Profile) -> SFTResult:

@@ -44,11 +44,11 @@ def _trainer(calls: list[int], fail: bool = False):
 def test_a_shared_model_is_trained_once_and_kept_when_settings_change(tmp_path, monkeypatch):
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
     calls: list[int] = []
-    path, record = runs.cached("toy", {"n": 1}, _trainer(calls))
-    again, record_again = runs.cached("toy", {"n": 1}, _trainer(calls))
+    path, record = runs.cached("toy", {"n": 1}, _trainer(calls), 0)
+    again, record_again = runs.cached("toy", {"n": 1}, _trainer(calls), 0)
     assert (path, len(calls)) == (again, 1) and record_again["log_history"] == [{"loss": 1.0}]
     assert record["settings"] == {"n": 1} and record["seconds"] >= 0
-    other, _ = runs.cached("toy", {"n": 2}, _trainer(calls))
+    other, _ = runs.cached("toy", {"n": 2}, _trainer(calls), 0)
     assert len(calls) == 2 and other != path
     assert (path / "weights").read_text() == "1", "a model trained with other settings must not be overwritten"
 
@@ -57,17 +57,17 @@ def test_a_run_killed_half_way_is_trained_again(tmp_path, monkeypatch):
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
     calls: list[int] = []
     with pytest.raises(KeyboardInterrupt):
-        runs.cached("toy", {"n": 1}, _trainer(calls, fail=True))
+        runs.cached("toy", {"n": 1}, _trainer(calls, fail=True), 0)
     assert runs.read_record(runs.shared_dir("toy", {"n": 1})) is None, "no record for a model that was not finished"
-    path, _ = runs.cached("toy", {"n": 1}, _trainer(calls))
+    path, _ = runs.cached("toy", {"n": 1}, _trainer(calls), 0)
     assert len(calls) == 2 and (path / "weights").read_text() == "2"
 
 
 def test_an_explicit_folder_is_retrained_when_its_settings_differ(tmp_path):
     calls: list[int] = []
-    runs.cached("toy", {"n": 1}, _trainer(calls), folder=tmp_path / "mine")
-    runs.cached("toy", {"n": 1}, _trainer(calls), folder=tmp_path / "mine")
-    runs.cached("toy", {"n": 2}, _trainer(calls), folder=tmp_path / "mine")
+    runs.cached("toy", {"n": 1}, _trainer(calls), 0, folder=tmp_path / "mine")
+    runs.cached("toy", {"n": 1}, _trainer(calls), 0, folder=tmp_path / "mine")
+    runs.cached("toy", {"n": 2}, _trainer(calls), 0, folder=tmp_path / "mine")
     assert len(calls) == 2 and runs.read_record(tmp_path / "mine")["settings"] == {"n": 2}
 
 
@@ -94,3 +94,27 @@ def test_a_lab_record_says_what_the_lab_cost(tmp_path, monkeypatch):
     path = results.record_outcome("lab", {"x": 1})
     seconds = json.loads(path.read_text())["seconds"]
     assert seconds["wall"] > 0 and seconds["cpu"] > 0
+
+
+def test_a_shared_model_trains_from_its_seed_and_leaves_the_callers_random_state_alone(tmp_path, monkeypatch):
+    import random
+
+    import torch
+
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    draws = []
+
+    def train(folder: Path) -> dict:
+        (folder / "final").mkdir(parents=True)
+        draws.append((torch.rand(1).item(), random.random()))
+        return {}
+
+    for settings, before in (({"n": 1}, 1), ({"n": 2}, 2)):  # the caller's state differs before each
+        torch.manual_seed(before)
+        random.seed(before)
+        expected = (torch.rand(1).item(), random.random())
+        torch.manual_seed(before)
+        random.seed(before)
+        runs.cached("toy", settings, train, seed=7)
+        assert (torch.rand(1).item(), random.random()) == expected, "the caller's random state must not move"
+    assert draws[0] == draws[1], "a shared model must train from its own seed, whatever the caller did before"
