@@ -45,7 +45,7 @@ install:
 # fails the build. --keep-going reports every warning before failing.
 # --nitpick: every Sphinx reference must resolve.
 # RLHF_COURSE_PLOTLYJS=cdn: figures load plotly.js from the plotly CDN instead of
-# embedding 4 MB per lab page (see rlhf_course/plots.py).
+# embedding 4 MB per lab page (see rlhf_course/teaching/plots.py).
 book: install
 	RLHF_COURSE_PLOTLYJS=cdn $(JUPYTER_BOOK) build . --warningiserror --nitpick --keep-going
 	@echo "Website: $(BUILD_DIR)/html/index.html"

@@ -1,6 +1,6 @@
 """``python -m rlhf_course`` is the same as the ``rlhf-course`` command."""
 
-from .cli import main
+from rlhf_course.tools.cli import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -52,7 +52,7 @@ same held-out test prompts with the gold reward. The output folder gets:
 ``<stage>/final``
     The trained model of each stage, as safetensors.
 
-Run it on two CPU ranks with ``torchrun --nproc_per_node 2 -m rlhf_course.cli
+Run it on two CPU ranks with ``torchrun --nproc_per_node 2 -m rlhf_course.tools.cli
 pipeline ...``: training is data-parallel and rank 0 writes the results.
 """
 
@@ -62,46 +62,58 @@ import argparse
 import copy
 import datetime
 import json
-import os
 import time
 from pathlib import Path
 from typing import Callable
 
 import torch
 
-from . import __version__, runs
-from .evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
-from .models import load_model
-from .profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
-from .dpo import online_dpo, toy_pairs, train_dpo, train_ipo, train_kto, train_orpo, train_simpo
-from .policy_gradients import PolicyGradientResult, train_grpo, train_policy_gradient
-from .ppo import train_ppo
-from .rejection_sampling import best_of_n, best_of_n_kl_bound, estimate_best_of_n_kl, rejection_sampling_finetune
-from .reward_model import (evaluate_reward_model, load_reward_function, load_trained_reward_model,
-                           reward_model_checkpoint, reward_model_from, toy_preferences, train_reward_model)
-from .sft import load_demonstrations, load_policy, load_trained_sft, sft_checkpoint, sft_settings, train_sft
+from rlhf_course import __version__
+from rlhf_course.core.distributed import is_main_process, world_size
+from rlhf_course.core.evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
+from rlhf_course.core.models import load_model, load_policy
+from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
+from rlhf_course.direct_alignment.online import online_dpo
+from rlhf_course.direct_alignment.train import train_dpo, train_ipo, train_kto, train_orpo, train_simpo
+from rlhf_course.instruction_tuning.data import load_demonstrations
+from rlhf_course.instruction_tuning.train import train_sft
+from rlhf_course.policy_gradients.train import train_grpo, train_policy_gradient
+from rlhf_course.ppo.train import train_ppo
+from rlhf_course.preference_data.toy import toy_pairs, toy_preferences
+from rlhf_course.rejection_sampling.selection import best_of_n_kl_bound, estimate_best_of_n_kl
+from rlhf_course.rejection_sampling.train import best_of_n, rejection_sampling_finetune
+from rlhf_course.reward_modeling.evaluation import evaluate_reward_model, load_reward_function
+from rlhf_course.reward_modeling.train import reward_model_from, train_reward_model
+from rlhf_course.shared_models import (load_trained_reward_model, load_trained_sft, reward_model_checkpoint,
+                                       sft_checkpoint)
+
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
           "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
+
+
 # Run when --stages is not given: every stage built so far.
 DEFAULT_STAGES = STAGES
+
+
 RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo")  # optimise against the reward model
+
+
 DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn from preference pairs directly
+
+
 POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
+
+
 DIRECT_TRAINERS = {"ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}  # dpo: its own recipe
+
+
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
                  "kl_to_ref", "seconds", "cpu_seconds")
+
+
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds",
              "cpu_seconds")
-
-
-def rank() -> int:
-    """This process's rank under torchrun/accelerate (0 when not distributed)."""
-    return int(os.environ.get("RANK", "0"))
-
-
-def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def parse_stages(text: str | list[str] | None) -> list[str]:
@@ -198,7 +210,7 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
 
     A pool of 4n samples per test prompt gives the KL estimate. Its n-wide
     slices are independent best-of-n draws: the j-th copy of a prompt in
-    ``prompts`` (see ``evaluation.eval_prompts``) gets the best of slice j.
+    ``prompts`` (see ``core.evaluation.eval_prompts``) gets the best of slice j.
     """
     start, n, repeats = time.perf_counter(), profile.rl.best_of_n, profile.eval_samples_per_prompt
     distinct = prompts[::repeats]  # the test prompts (which may repeat: the test split is small), once each
@@ -239,7 +251,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
                            profile, seed=seed, progress=progress)
         model, last = result.model, result.history[-10:]
         extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
-        if rank() == 0:
+        if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")
     else:
@@ -249,7 +261,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
         else:
             model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
                                           method=stage, seed=seed, progress=progress).model
-        if rank() == 0:
+        if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")
     entry, samples[stage] = measure(stage, model, reference, tokenizer, prompts, profile, seed, samples, reward_fn)
@@ -258,7 +270,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
 
 def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: Path,
                  samples: dict[str, PolicySamples], progress: bool) -> dict:
-    """Train the SFT policy with a direct-alignment method (``rlhf_course.dpo``), save it, and measure it.
+    """Train the SFT policy with a direct-alignment method (``rlhf_course.direct_alignment``), save it, and measure it.
 
     ``dpo`` learns from the reward model's own toy-world preference pairs
     (``profile.rm.n_pairs``), with ``profile.dpo.nll_weight`` times the SFT
@@ -295,36 +307,6 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         curve = result.curve(key)  # KTO logs no accuracy: it has no pairs
         entry[name] = curve[-1][1] if curve else None
     return {**entry, "seconds": time.perf_counter() - start}
-
-
-def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool = True) -> PolicyGradientResult:
-    """The course's REINFORCE or RLOO policy (``method``), trained once in the shared cache and then reused.
-
-    It starts from the shared SFT model and optimises the shared reward model
-    (``sft_checkpoint``, ``reward_model_checkpoint``) with ``profile.rl``: the
-    run of the Policy Gradients lab, which the PPO and Direct Alignment labs
-    show beside their own methods. Whichever lab asks first trains it (see
-    ``rlhf_course.runs.cached``), so each lab shows the same policy whatever
-    order the labs ran in. Returns the policy with its training history.
-    """
-    from transformers import AutoTokenizer
-
-    sft_path = sft_checkpoint(profile, seed, progress=progress)
-    rm_path = reward_model_checkpoint(profile, seed, progress=progress)
-    tokenizer = AutoTokenizer.from_pretrained(sft_path)
-
-    def train(folder: Path) -> dict:
-        result = train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile), tokenizer,
-                                       load_reward_function(rm_path, tokenizer, profile), profile, method=method,
-                                       seed=seed, progress=progress)
-        result.model.save_pretrained(folder / "final", safe_serialization=True)
-        tokenizer.save_pretrained(folder / "final")
-        return {"history": result.history, "train_seconds": result.seconds}
-
-    settings = {"method": method, "sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm),
-                "rl": runs.model_settings(profile.rl)}
-    path, record = runs.cached(method, settings, train, seed)
-    return PolicyGradientResult(load_policy(path, profile), record["history"], record["train_seconds"])
 
 
 def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> PolicySamples:
@@ -383,7 +365,7 @@ def run_pipeline(
         results["stages"][stage] = cpu_timed(direct_stage, stage, tokenizer, prompts, profile, seed, out, samples,
                                              progress)
 
-    if rank() == 0:
+    if is_main_process():
         write_results(results, out)
     return results
 
@@ -445,6 +427,6 @@ def run_from_args(args: argparse.Namespace) -> int:
     """Entry point of ``rlhf-course pipeline``."""
     profile = apply_overrides(get_profile(args.profile), args.overrides)
     results = run_pipeline(profile, args.out, args.stages, args.seed, progress=not args.quiet)
-    if rank() == 0:
+    if is_main_process():
         print(results_markdown(results))
     return 0

@@ -49,7 +49,7 @@ def lab_timings(request: pytest.FixtureRequest) -> dict[str, dict]:
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     """Print what each lab cost, slowest first, after the test results (the per-lab table of book/contributing.md)."""
-    from rlhf_course.benchmark import labs_markdown
+    from rlhf_course.tools.benchmark import labs_markdown
 
     timings = config.stash.get(_TIMINGS, {})
     if not timings:
@@ -103,11 +103,11 @@ def execute_labs(labs_dir: Path, env: dict[str, str], jobs: int, timeout: int) -
     """Execute every lab in ``labs_dir``, ``jobs`` at a time, in ``LAB_ORDER``; the kernels inherit ``env``.
 
     Labs that need the shared SFT model or reward model wait for whichever lab
-    trains it first (see ``rlhf_course.runs.cached``).
+    trains it first (see ``rlhf_course.core.runs.cached``).
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from rlhf_course.student import environment
+    from rlhf_course.tools.student import environment
 
     rank = {lab: i for i, lab in enumerate(LAB_ORDER)}
     labs = sorted(labs_dir.glob("*.ipynb"), key=lambda nb: rank.get(nb.stem, len(rank)))
@@ -177,7 +177,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory, kernel_env) -> BuiltSit
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory: pytest.TempPathFactory):
     """The tiny base model and its tokenizer, saved once: the starting point ("SFT model") of stage tests."""
-    from rlhf_course import models
+    from rlhf_course.core import models
 
     path = tmp_path_factory.mktemp("tiny_policy")
     model, tokenizer = models.load_model("tiny", progress=False)

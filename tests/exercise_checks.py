@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from rlhf_course import checks
-from rlhf_course.checks import ExerciseError
+from rlhf_course.teaching import checking as checks
+from rlhf_course.teaching.checking import ExerciseError
 
 
 @pytest.fixture(autouse=True)

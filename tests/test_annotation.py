@@ -11,7 +11,7 @@ from pathlib import Path
 import ipywidgets as widgets
 import pytest
 
-from rlhf_course import annotation as an
+from rlhf_course.preference_data import annotation as an
 from rlhf_course.toyworld import Annotator, make_prompts
 
 

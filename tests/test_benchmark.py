@@ -5,7 +5,7 @@ from __future__ import annotations
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-from rlhf_course.benchmark import benchmark_labs, labs_markdown
+from rlhf_course.tools.benchmark import benchmark_labs, labs_markdown
 
 
 def _lab(path, body: str):

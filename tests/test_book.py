@@ -125,7 +125,7 @@ def plotly_defaults():
 def test_setup_gives_figures_html_the_book_keeps(mode, monkeypatch, plotly_defaults):
     import plotly.graph_objects as go
 
-    from rlhf_course import plots
+    from rlhf_course.teaching import plots
 
     monkeypatch.setenv(plots.PLOTLYJS_ENV, mode)
     assert plots.setup() == mode
@@ -138,7 +138,7 @@ def test_setup_gives_figures_html_the_book_keeps(mode, monkeypatch, plotly_defau
 
 
 def test_setup_rejects_an_unknown_mode(plotly_defaults):
-    from rlhf_course import plots
+    from rlhf_course.teaching import plots
 
     with pytest.raises(ValueError, match="cdn"):
         plots.setup("inline")

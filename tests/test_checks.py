@@ -8,8 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_course import checks
-from rlhf_course.checks import ExerciseError, check_bradley_terry_loss
+from rlhf_course.reward_modeling.checks import check_bradley_terry_loss
+from rlhf_course.teaching import checking as checks
+from rlhf_course.teaching.checking import ExerciseError
 
 
 def correct(chosen, rejected):

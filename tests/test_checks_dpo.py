@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import check_dpo_loss
-from rlhf_course.dpo import dpo_loss
+from rlhf_course.direct_alignment import dpo_loss
+from rlhf_course.direct_alignment.checks import check_dpo_loss
 
 
 def margin(pc, pr, rc, rr, beta):
@@ -62,7 +62,7 @@ def sweep(kls, betas=(0.03, 0.1, 0.3, 1.0)):
 
 
 def test_beta_sweep_passes_a_falling_kl_with_a_wobble(capsys):
-    from rlhf_course.checks import check_beta_sweep
+    from rlhf_course.direct_alignment.checks import check_beta_sweep
 
     check_beta_sweep(sweep([3.0, 1.2, 1.4, 0.3]))
     assert "falls from 3.00 at β = 0.03 to 0.30 at β = 1" in capsys.readouterr().out
@@ -77,6 +77,6 @@ def test_beta_sweep_passes_a_falling_kl_with_a_wobble(capsys):
     (sweep([float("nan"), 1.0, 0.5, 0.1]), ["NaN"]),
 ])
 def test_beta_sweep_names_the_problem(results, fragments):
-    from rlhf_course.checks import check_beta_sweep
+    from rlhf_course.direct_alignment.checks import check_beta_sweep
 
     fails_with(check_beta_sweep, results, *fragments)

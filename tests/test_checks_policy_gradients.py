@@ -4,10 +4,7 @@ from __future__ import annotations
 
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import (
-    check_grpo_advantages,
-    check_rloo_advantages,
-)
+from rlhf_course.policy_gradients.checks import check_grpo_advantages, check_rloo_advantages
 
 # --- RLOO -----------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import check_clipped_policy_loss, check_gae
 from rlhf_course.ppo import clipped_policy_loss, generalized_advantage_estimation
+from rlhf_course.ppo.checks import check_clipped_policy_loss, check_gae
 
 
 def gae_loop(rewards, values, gamma, lam, decay=None, bootstrap=True, backwards=True):

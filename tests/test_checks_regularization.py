@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
-import torch
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import check_kl_estimators
 from rlhf_course.regularization import kl_estimators
+from rlhf_course.regularization.checks import check_kl_estimators
 
 
 def estimators(logp_policy, logp_ref, *, k1=None, k2=None, k3=None):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import check_select_best, check_select_random_k
 from rlhf_course.rejection_sampling import select_best, select_random_k
+from rlhf_course.rejection_sampling.checks import check_select_best, check_select_random_k
 
 
 def stub(*args):

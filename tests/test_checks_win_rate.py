@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from exercise_checks import fails_with, no_grade_log  # noqa: F401  (no_grade_log is an autouse fixture)
 
-from rlhf_course.checks import check_win_rate
-from rlhf_course.evaluation import win_rate
+from rlhf_course.core.evaluation import win_rate
+from rlhf_course.five_minute_rlhf.checks import check_win_rate
 
 
 def test_win_rate_passes_the_package_answer(capsys):

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlhf_course import data
-from rlhf_course.data import (PreferenceDataError, from_hh_rlhf, from_shp, from_ultrafeedback,
-                              load_preferences, read_preferences_jsonl, validate_preferences,
-                              write_preferences_jsonl)
-from rlhf_course.profiles import get_profile
+from rlhf_course.preference_data import data
+from rlhf_course.preference_data import (PreferenceDataError, from_hh_rlhf, from_shp, from_ultrafeedback,
+                                         load_preferences, read_preferences_jsonl, validate_preferences,
+                                         write_preferences_jsonl)
+from rlhf_course.core.profiles import get_profile
 from rlhf_course.toyworld import make_preferences, make_prompts
 
 
@@ -614,7 +614,7 @@ class TemplateTokenizer:
     ({"chosen": "  "}, "row index 1, field 'chosen': the response is empty"),
 ])
 def test_the_reward_model_path_validates_its_rows(change, words):
-    from rlhf_course.reward_model import to_reward_dataset
+    from rlhf_course.preference_data import to_reward_dataset
 
     rows = [GOOD_STANDARD, _with(GOOD_STANDARD, change)]
     with pytest.raises(PreferenceDataError, match=r"^preference data, ") as error:
@@ -627,7 +627,7 @@ def test_the_reward_model_path_validates_its_rows(change, words):
 @FUZZ
 @given(rows=st.lists(valid_rows(False), min_size=1, max_size=4))
 def test_fuzz_the_reward_model_path_takes_conversational_rows_like_standard_ones(rows):
-    from rlhf_course.reward_model import to_reward_dataset
+    from rlhf_course.preference_data import to_reward_dataset
 
     rows = [{name: row[name] for name in data.FIELDS} for row in rows]
     conversational = [{"prompt": [user(r["prompt"])], "chosen": [assistant(r["chosen"])],

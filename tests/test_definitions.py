@@ -17,7 +17,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "book" / "definitions.md"
-PLANNED = {"rlhf_course.rl_objective", "rlhf_course.preference_models"}
+PLANNED = {"rlhf_course.optimization_rl", "rlhf_course.what_are_preferences"}
 
 
 def _named_functions() -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_course import cli, doctor
+from rlhf_course.tools import cli, doctor
 
 
 @pytest.fixture(scope="module")

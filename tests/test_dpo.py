@@ -17,14 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rlhf_course.dpo import (
-    dpo_loss,
-    ipo_loss,
-    kto_loss,
-    kto_reference_point,
-    orpo_loss,
-    simpo_loss,
-)
+from rlhf_course.direct_alignment import dpo_loss, ipo_loss, kto_loss, kto_reference_point, orpo_loss, simpo_loss
 
 
 def _identity(x):  # one process: gathering across processes is a no-op

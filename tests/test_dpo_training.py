@@ -11,11 +11,13 @@ import math
 import pytest
 import torch
 
-from rlhf_course import dpo, models
-from rlhf_course.profiles import apply_overrides, get_profile
-from rlhf_course.reward_model import reward_function, reward_model_from
-from rlhf_course.sampling import completion_logprobs
-from rlhf_course.sft import load_policy
+from rlhf_course import direct_alignment as dpo
+from rlhf_course.core import models
+from rlhf_course.core.models import load_policy
+from rlhf_course.core.profiles import apply_overrides, get_profile
+from rlhf_course.core.sampling import completion_logprobs
+from rlhf_course.preference_data import toy_pairs, unpaired_dataset
+from rlhf_course.reward_modeling import reward_function, reward_model_from
 from rlhf_course.toyworld import make_prompts
 
 SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=3", "dpo.learning_rate=0.0005"]
@@ -38,7 +40,7 @@ def test_each_trainer_learns_to_prefer_the_chosen_response(tiny_policy, tmp_path
     path, tokenizer = tiny_policy
     # IPO's squared loss overshoots its target gap at the others' learning rate and oscillates: smaller steps
     profile = apply_overrides(get_profile("tiny"), SMALL + (["dpo.learning_rate=0.0001"] if method == "ipo" else []))
-    rows = dpo.toy_pairs(profile, seed=0)
+    rows = toy_pairs(profile, seed=0)
     before = _preference_gap(load_policy(path, profile), tokenizer, rows)
     result = TRAINERS[method](path, tokenizer, rows, profile, output_dir=tmp_path, progress=False)
     after = _preference_gap(result.model, tokenizer, rows)
@@ -71,7 +73,7 @@ def test_dpo_reference_is_the_saved_sft_model(tiny_policy, tmp_path, monkeypatch
 
     monkeypatch.setattr(trl, "DPOTrainer", Recording)
     profile = apply_overrides(get_profile("tiny"), SMALL + ["dpo.learning_rate=0.0"])
-    result = dpo.train_dpo(path, tokenizer, dpo.toy_pairs(profile, seed=0), profile, output_dir=tmp_path,
+    result = dpo.train_dpo(path, tokenizer, toy_pairs(profile, seed=0), profile, output_dir=tmp_path,
                            progress=False)
     (reference,) = seen
     sft = load_policy(path, profile)
@@ -202,7 +204,7 @@ def test_bad_rows_name_the_row_and_the_field(tiny_policy, tmp_path, field, value
 @pytest.mark.parametrize("rejected", ["a", " a\n"])
 def test_pairs_identical_but_for_whitespace_are_rejected_like_the_validator_does(tiny_policy, rejected):
     _, tokenizer = tiny_policy
-    for make in (dpo.preference_dataset, dpo.unpaired_dataset):
+    for make in (dpo.preference_dataset, unpaired_dataset):
         with pytest.raises(ValueError, match="row index 0, field 'rejected': chosen and rejected are the same"):
             make([{"prompt": "p", "chosen": "a", "rejected": rejected}], tokenizer)
 
@@ -215,7 +217,7 @@ def test_conversational_rows_make_the_same_datasets_as_standard_ones(tiny_policy
     conversational = [{"prompt": [{"role": "user", "content": r["prompt"]}],
                        "chosen": [{"role": "assistant", "content": r["chosen"]}],
                        "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in standard]
-    for make in (dpo.preference_dataset, dpo.unpaired_dataset):
+    for make in (dpo.preference_dataset, unpaired_dataset):
         assert make(conversational, tokenizer).to_list() == make(standard, tokenizer).to_list()
 
 
@@ -236,7 +238,7 @@ def test_smol_dpo_takes_two_lora_steps(tmp_path, monkeypatch):
     model.save_pretrained(tmp_path / "smol")
     tokenizer.save_pretrained(tmp_path / "smol")
     before = next(p for n, p in model.named_parameters() if "q_proj" in n).detach().clone()
-    result = dpo.train_dpo(tmp_path / "smol", tokenizer, dpo.toy_pairs(profile, seed=0), profile,
+    result = dpo.train_dpo(tmp_path / "smol", tokenizer, toy_pairs(profile, seed=0), profile,
                            output_dir=tmp_path / "dpo", progress=False)
     after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
     assert not hasattr(result.model, "peft_config")
@@ -252,7 +254,7 @@ def test_trl_loss_on_batch_matches_the_package_loss_on_its_log_probs(tiny_policy
     with torch.no_grad():  # a reference that differs from the policy, so the margins are not all zero
         for parameter in reference.parameters():
             parameter.add_(0.05 * torch.randn_like(parameter))
-    batch = dpo.trl_loss_on_batch(policy, reference, tokenizer, dpo.toy_pairs(profile, 0, n=8), profile, beta=0.5)
+    batch = dpo.trl_loss_on_batch(policy, reference, tokenizer, toy_pairs(profile, 0, n=8), profile, beta=0.5)
     args = [batch[k] for k in ("policy_chosen_logps", "policy_rejected_logps", "ref_chosen_logps", "ref_rejected_logps")]
     assert all(a.shape == (8,) for a in args)
     assert abs(dpo.dpo_loss(*args, 0.5)[0].item() - batch["loss"]) < 1e-5
@@ -264,7 +266,7 @@ def test_implicit_reward_is_the_margin_of_trls_dpo_loss(tiny_policy):
     path, tokenizer = tiny_policy
     profile = get_profile("tiny")
     policy, reference = load_policy(path, profile), load_policy(path, profile)
-    rows = dpo.toy_pairs(profile, 0, n=8)
+    rows = toy_pairs(profile, 0, n=8)
     prompts = [r["prompt"] for r in rows]
     same = dpo.implicit_reward_function(policy, reference, tokenizer, beta=0.5)(prompts, [r["chosen"] for r in rows])
     assert same.shape == (8,) and torch.all(same == 0), "a policy equal to its reference has zero implicit reward"

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_course import models
-from rlhf_course.evaluation import PolicySamples, eval_prompts, sample_policy, samples_table, win_rate
-from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course.core import models
+from rlhf_course.core.evaluation import PolicySamples, eval_prompts, sample_policy, samples_table, win_rate
+from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.toyworld import make_prompts
 
 

@@ -3,10 +3,11 @@
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from rlhf_course.footprint import Measured, markdown_table, measure
-from rlhf_course.policy_gradients import micro_batches, sequence_loss
-from rlhf_course.profiles import get_profile
-from rlhf_course.sampling import pack, token_logprobs
+from rlhf_course.core.profiles import get_profile
+from rlhf_course.core.rollout import micro_batches
+from rlhf_course.core.sampling import pack, token_logprobs
+from rlhf_course.policy_gradients import sequence_loss
+from rlhf_course.tools.footprint import Measured, markdown_table, measure
 
 
 def _tiny_batch():

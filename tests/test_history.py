@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from rlhf_course import history, plots
+from rlhf_course.teaching import history, plots
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from rlhf_course.student import has_solutions, make_student_notebook
+from rlhf_course.tools.student import has_solutions, make_student_notebook
 
 LABS = sorted((Path(__file__).resolve().parents[1] / "labs").glob("*.ipynb"))
 

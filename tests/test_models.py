@@ -10,8 +10,9 @@ import pytest
 import torch
 from transformers import LlamaForCausalLM
 
-from rlhf_course import models
-from rlhf_course.sampling import chat_prompt, completion_logprobs, generate, tokenize_pairs, token_logprobs
+from rlhf_course.core import models
+from rlhf_course.core.sampling import chat_prompt, completion_logprobs, generate, token_logprobs, tokenize_pairs
+from rlhf_course.core.training import lora_config
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def test_smol_falls_back_to_the_offline_copy_within_seconds_and_says_so(monkeypa
 
 
 def test_lora_config_targets_every_linear_layer():
-    from rlhf_course.profiles import get_profile
+    from rlhf_course.core.profiles import get_profile
 
-    config = models.lora_config(get_profile("smol"))
+    config = lora_config(get_profile("smol"))
     assert config.r == get_profile("smol").lora_rank and config.target_modules == "all-linear"

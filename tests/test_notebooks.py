@@ -1,6 +1,6 @@
 """Execute every lab on the ``tiny`` profile and assert what it measured.
 
-Each lab's results cell records an outcome (see ``rlhf_course.results``); the
+Each lab's results cell records an outcome (see ``rlhf_course.core.results``); the
 thresholds live here, in the test, so that a lab which runs but learns nothing
 fails. A lab without an entry in ``EXPECTATIONS`` fails too: every lab must
 assert a measured outcome.
@@ -16,9 +16,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from rlhf_course.benchmark import lab_cost
-from rlhf_course.results import load_outcome
-from rlhf_course.student import Execution, execute_notebook
+from rlhf_course.core.results import load_outcome
+from rlhf_course.tools.benchmark import lab_cost
+from rlhf_course.tools.student import Execution, execute_notebook
 from seed_check import record_seed_check
 
 LABS_DIR = Path(__file__).resolve().parents[1] / "labs"

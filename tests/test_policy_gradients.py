@@ -6,12 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_course.policy_gradients import (
-    grpo_advantages,
-    reinforce_advantages,
-    rloo_advantages,
-    sequence_loss,
-)
+from rlhf_course.policy_gradients import grpo_advantages, reinforce_advantages, rloo_advantages, sequence_loss
 
 
 def test_rloo_advantage_by_hand():
@@ -83,14 +78,10 @@ def test_policy_gradient_with_rloo_is_unbiased_on_a_bandit():
 
 # ----------------------------------------------------------------------------- with a real (tiny) model
 
-from rlhf_course import models
-from rlhf_course.policy_gradients import (
-    rollout,
-    train_grpo,
-    train_policy_gradient,
-    train_trl_rloo,
-)
-from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course.core import models
+from rlhf_course.core.profiles import apply_overrides, get_profile
+from rlhf_course.core.rollout import rollout
+from rlhf_course.policy_gradients import train_grpo, train_policy_gradient, train_trl_rloo
 from rlhf_course.toyworld import make_prompts
 
 
@@ -101,7 +92,7 @@ def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
 
 def test_rollout_keeps_the_sampled_tokens_and_their_logprobs(tiny_policy):
     path, tokenizer = tiny_policy
-    from rlhf_course.sft import load_policy
+    from rlhf_course.core.models import load_policy
 
     profile = get_profile("tiny")
     policy = load_policy(path, profile)
@@ -118,7 +109,7 @@ def test_rollout_keeps_the_sampled_tokens_and_their_logprobs(tiny_policy):
 @pytest.mark.parametrize("method", ["reinforce", "rloo"])
 def test_from_scratch_policy_gradient_raises_a_simple_reward(tiny_policy, method):
     path, tokenizer = tiny_policy
-    from rlhf_course.sft import load_policy
+    from rlhf_course.core.models import load_policy
 
     profile = apply_overrides(get_profile("tiny"), ["rl.steps=30", "rl.prompts_per_step=16", "rl.learning_rate=1e-3",
                                                     "rl.beta=0.0"])
@@ -161,7 +152,7 @@ def test_smol_policy_gradient_takes_two_lora_steps(tmp_path, monkeypatch):
 
 
 def test_time_to_target_needs_the_moving_average_to_reach_it():
-    from rlhf_course.benchmark import time_to_target
+    from rlhf_course.tools.benchmark import time_to_target
 
     golds = [3.0, 3.0, 4.0, 3.0, 3.9, 4.0, 4.0, 4.0]
     history = [{"step": i + 1, "gold_reward": g, "seconds": 10.0 * (i + 1)} for i, g in enumerate(golds)]

@@ -14,19 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_course import models
-from rlhf_course.ppo import (
-    clipped_policy_loss,
-    clipped_value_loss,
-    generalized_advantage_estimation,
-    kl_penalised_rewards,
-    missing_eos_penalty,
-    policy_gradient_loss,
-    should_stop_early,
-    train_ppo,
-    whiten,
-)
-from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course.core import models
+from rlhf_course.ppo import (clipped_policy_loss, clipped_value_loss, generalized_advantage_estimation,
+                             kl_penalised_rewards, missing_eos_penalty, policy_gradient_loss, should_stop_early,
+                             train_ppo, whiten)
+from rlhf_course.core.profiles import apply_overrides, get_profile
 from test_policy_gradients import _short_answers  # the same learnable reward as the from-scratch loops
 
 
@@ -204,7 +196,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_ppo_raises_a_simple_reward(tiny_policy):
     path, tokenizer = tiny_policy
-    from rlhf_course.sft import load_policy
+    from rlhf_course.core.models import load_policy
 
     profile = apply_overrides(get_profile("tiny"), ["ppo.steps=12", "rl.prompts_per_step=16", "ppo.beta=0.0",
                                                     "ppo.learning_rate=1e-3", "ppo.epochs=2", "ppo.minibatches=2"])
@@ -226,9 +218,9 @@ import hashlib, json, os, sys
 import torch
 torch.set_num_threads(1)
 from transformers import AutoTokenizer
+from rlhf_course.core.models import load_policy
+from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.ppo import train_ppo
-from rlhf_course.profiles import apply_overrides, get_profile
-from rlhf_course.sft import load_policy
 
 path, out = sys.argv[1], sys.argv[2]
 profile = apply_overrides(get_profile("tiny"), ["ppo.steps=2", "rl.prompts_per_step=4", "rl.k=2",
@@ -278,7 +270,7 @@ def test_smol_ppo_takes_two_lora_steps(tmp_path, monkeypatch):
 
 
 def test_ppo_ratio_is_against_the_faster_trl_trainer():
-    from rlhf_course.benchmark import ppo_ratio
+    from rlhf_course.tools.benchmark import ppo_ratio
 
     rows = {"ppo": {"seconds_to_target": 30.0}, "grpo": {"seconds_to_target": 60.0},
             "trl_rloo": {"seconds_to_target": 40.0}}

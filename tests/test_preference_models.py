@@ -9,25 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_course import checks
-from rlhf_course.checks import ExerciseError, check_bradley_terry_log_likelihood
-from rlhf_course.preference_models import (
-    ELO_SCALE,
-    best_ordering_accuracy,
-    bradley_terry_log_likelihood,
-    condorcet_example,
-    distinct_responses,
-    elo_ratings,
-    elo_to_log_strength,
-    fit_bradley_terry,
-    kendall_tau,
-    log_sigmoid,
-    log_strength_to_elo,
-    mle_exists,
-    preference_shares,
-    toy_comparisons,
-    win_matrix,
-)
+from rlhf_course.teaching import checking as checks
+from rlhf_course.teaching.checking import ExerciseError
+from rlhf_course.what_are_preferences.checks import check_bradley_terry_log_likelihood
+from rlhf_course.what_are_preferences import (ELO_SCALE, best_ordering_accuracy, bradley_terry_log_likelihood,
+                                              condorcet_example, distinct_responses, elo_ratings,
+                                              elo_to_log_strength, fit_bradley_terry, kendall_tau, log_sigmoid,
+                                              log_strength_to_elo, mle_exists, preference_shares, toy_comparisons,
+                                              win_matrix)
 from rlhf_course.toyworld import Annotator, default_annotators, gold_reward, make_prompts
 
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from rlhf_course.profiles import PROFILE_NAMES, PROFILES, Profile, auto_profile_name, get_profile
+from rlhf_course.core.profiles import PROFILES, PROFILE_NAMES, Profile, auto_profile_name, get_profile
 
 
 def test_every_name_has_a_profile():
@@ -82,7 +82,7 @@ def test_profile_is_a_dataclass():
 
 
 def test_an_unset_optional_number_is_overridden_with_a_number():
-    from rlhf_course.profiles import apply_overrides, get_profile
+    from rlhf_course.core.profiles import apply_overrides, get_profile
 
     profile = apply_overrides(get_profile("smol"), ["ppo.steps=2", "ppo.beta=0.05", "sft.dataset=HuggingFaceH4/no_robots"])
     assert profile.ppo.steps == 2 and isinstance(profile.ppo.steps, int)
@@ -91,7 +91,7 @@ def test_an_unset_optional_number_is_overridden_with_a_number():
 
 
 def test_caps_lower_only_the_sizes_above_them():
-    from rlhf_course.profiles import cap_sizes
+    from rlhf_course.core.profiles import cap_sizes
 
     tiny, changes = cap_sizes(get_profile("tiny"), {"rm.n_pairs": 6000, "rm.epochs": 2.0, "n_eval_prompts": 500})
     assert (tiny.rm.n_pairs, tiny.rm.epochs, tiny.n_eval_prompts) == (6000, 2.0, 200)
@@ -101,7 +101,7 @@ def test_caps_lower_only_the_sizes_above_them():
 
 
 def test_a_cap_on_an_unknown_or_unset_field_says_so():
-    from rlhf_course.profiles import cap_sizes
+    from rlhf_course.core.profiles import cap_sizes
 
     with pytest.raises(ValueError, match="no field 'pairs'"):
         cap_sizes(get_profile("tiny"), {"rm.pairs": 10})

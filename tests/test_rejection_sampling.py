@@ -6,15 +6,8 @@ import math
 import pytest
 import torch
 
-from rlhf_course.rejection_sampling import (
-    best_of_n_curve,
-    best_of_n_kl,
-    best_of_n_kl_bound,
-    estimate_best_of_n_kl,
-    select_best,
-    select_random_k,
-    select_top_k,
-)
+from rlhf_course.rejection_sampling import (best_of_n_curve, best_of_n_kl, best_of_n_kl_bound, estimate_best_of_n_kl,
+                                            select_best, select_random_k, select_top_k)
 
 
 def test_select_best_takes_the_highest_and_the_first_of_ties():

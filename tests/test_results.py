@@ -11,8 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import rlhf_course
-from rlhf_course.results import (RESULTS_DIR_ENV, load_all, load_outcome, record_outcome,
-                                 results_table_markdown)
+from rlhf_course.core.results import RESULTS_DIR_ENV, load_all, load_outcome, record_outcome, results_table_markdown
 
 
 @pytest.fixture(autouse=True)

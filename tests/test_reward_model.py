@@ -6,9 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_course import checks, models
-from rlhf_course import reward_model as rm
-from rlhf_course.profiles import apply_overrides, get_profile
+from rlhf_course import reward_modeling as rm
+from rlhf_course.core import models
+from rlhf_course.core.profiles import apply_overrides, get_profile
+from rlhf_course.preference_data import toy_preferences
+from rlhf_course.reward_modeling import checks
+from rlhf_course.shared_models import load_trained_reward_model, reward_model_checkpoint
+from rlhf_course.teaching.checking import ExerciseError
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +36,7 @@ def test_bradley_terry_loss_values():
 
 def test_from_scratch_loss_equals_trl_reward_trainer_loss(tiny_rm):
     model, tokenizer = tiny_rm
-    rows = rm.toy_preferences(get_profile("tiny"), "train", n=8, seed=3)
+    rows = toy_preferences(get_profile("tiny"), "train", n=8, seed=3)
     trl_loss, chosen, rejected = rm.trl_loss_on_batch(model, tokenizer, rows, get_profile("tiny"))
     ours = rm.bradley_terry_loss(chosen, rejected)
     assert abs(ours.item() - trl_loss.item()) < 1e-6
@@ -41,7 +45,7 @@ def test_from_scratch_loss_equals_trl_reward_trainer_loss(tiny_rm):
 def test_scoring_matches_what_trl_scores(tiny_rm):
     """`score` formats prompt + response + EOS exactly as RewardTrainer does."""
     model, tokenizer = tiny_rm
-    rows = rm.toy_preferences(get_profile("tiny"), "train", n=6, seed=4)
+    rows = toy_preferences(get_profile("tiny"), "train", n=6, seed=4)
     _, chosen, _ = rm.trl_loss_on_batch(model, tokenizer, rows, get_profile("tiny"))
     ours = rm.score(model, tokenizer, [r["prompt"] for r in rows], [r["chosen"] for r in rows])
     torch.testing.assert_close(ours, chosen.float().cpu(), atol=1e-5, rtol=1e-5)
@@ -49,10 +53,10 @@ def test_scoring_matches_what_trl_scores(tiny_rm):
 
 def test_check_compares_the_learner_loss_with_trl(tiny_rm):
     model, tokenizer = tiny_rm
-    batch = rm.trl_loss_on_batch(model, tokenizer, rm.toy_preferences(get_profile("tiny"), "train", n=8),
+    batch = rm.trl_loss_on_batch(model, tokenizer, toy_preferences(get_profile("tiny"), "train", n=8),
                                  get_profile("tiny"))
     checks.check_bradley_terry_loss(rm.bradley_terry_loss, trl_batch=batch)
-    with pytest.raises(checks.ExerciseError):
+    with pytest.raises(ExerciseError):
         checks.check_bradley_terry_loss(lambda c, r: torch.nn.functional.logsigmoid(c - r).mean(), trl_batch=batch)
 
 
@@ -95,7 +99,7 @@ def test_head_learns_faster_than_the_body(tiny_rm):
 def test_reward_trainer_uses_the_head_learning_rate(tiny_rm, tmp_path):
     model, tokenizer = tiny_rm
     profile = get_profile("tiny")
-    trainer = rm.reward_trainer(model, tokenizer, rm.toy_preferences(profile, "train", n=8), profile, tmp_path,
+    trainer = rm.reward_trainer(model, tokenizer, toy_preferences(profile, "train", n=8), profile, tmp_path,
                                 progress=False)
     optimizer = trainer.create_optimizer()
     rates = sorted(group["lr"] for group in optimizer.param_groups)
@@ -150,7 +154,7 @@ def test_smol_reward_model_takes_two_lora_steps(tmp_path, monkeypatch):
     tokenizer.save_pretrained(tmp_path / "smol")
     reward_model = rm.reward_model_from(tmp_path / "smol", profile)
     head_before = reward_model.score.weight.detach().clone()
-    result = rm.train_reward_model(reward_model, tokenizer, rm.toy_preferences(profile, "train", n=4), profile,
+    result = rm.train_reward_model(reward_model, tokenizer, toy_preferences(profile, "train", n=4), profile,
                                    output_dir=tmp_path / "rm", progress=False)
     assert result.log_history[-1]["step"] == 2
     assert not torch.equal(head_before, result.model.score.weight.detach().cpu()), "the head must train"
@@ -165,11 +169,11 @@ def test_gain_per_doubling_check_accepts_least_squares_and_explains_mistakes():
         return float(np.polyfit(np.log2(counts), accuracies, 1)[0])
 
     checks.check_gain_per_doubling(reference)
-    with pytest.raises(checks.ExerciseError, match="math.log2"):
+    with pytest.raises(ExerciseError, match="math.log2"):
         checks.check_gain_per_doubling(lambda c, a: float(np.polyfit(np.log(c), a, 1)[0]))
-    with pytest.raises(checks.ExerciseError, match="first and last points"):
+    with pytest.raises(ExerciseError, match="first and last points"):
         checks.check_gain_per_doubling(lambda c, a: (a[-1] - a[0]) / (math.log2(c[-1]) - math.log2(c[0])))
-    with pytest.raises(checks.ExerciseError, match="not implemented yet"):
+    with pytest.raises(ExerciseError, match="not implemented yet"):
         checks.check_gain_per_doubling(lambda c, a: (_ for _ in ()).throw(NotImplementedError()))
 
 
@@ -180,17 +184,17 @@ def test_reward_model_checkpoint_is_trained_once_and_read_back_with_its_loss_cur
     monkeypatch.setenv("RLHF_COURSE_RUNS", str(tmp_path / "runs"))  # the shared SFT model goes there
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1", "rm.n_pairs=64",
                                                     "rm.epochs=1", "rm.batch_size=8"])
-    path = rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False)
+    path = reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False)
     weights = path / "model.safetensors"
     first = weights.stat().st_mtime_ns
-    trained = rm.load_trained_reward_model(path)
+    trained = load_trained_reward_model(path)
     assert len(trained.losses) >= 1 and trained.seconds > 0
     assert json.loads((path.parent / "course_record.json").read_text())["settings"]["rm"]["n_pairs"] == 64
     assert list((tmp_path / "runs" / "shared").glob("sft-*/final/model.safetensors")), "the SFT model is shared"
 
-    assert rm.reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False) == path
+    assert reward_model_checkpoint(profile, 0, tmp_path / "rm", progress=False) == path
     assert weights.stat().st_mtime_ns == first, "the same settings must reuse the saved reward model"
-    again = rm.load_trained_reward_model(path)
+    again = load_trained_reward_model(path)
     assert again.losses == trained.losses
     prompts, responses = ["List 2 colors."] * 2, ["red, blue", "red red red red"]
     assert torch.allclose(rm.score(again.model, _tokenizer(path), prompts, responses),
@@ -199,7 +203,7 @@ def test_reward_model_checkpoint_is_trained_once_and_read_back_with_its_loss_cur
 
 def test_load_trained_reward_model_says_how_to_get_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="reward_model_checkpoint"):
-        rm.load_trained_reward_model(tmp_path)
+        load_trained_reward_model(tmp_path)
 
 
 def _tokenizer(path):

@@ -7,20 +7,13 @@ import math
 import pytest
 import torch
 
-from rlhf_course import checks, toyworld
-from rlhf_course.checks import ExerciseError, check_optimal_policy
-from rlhf_course.rl_objective import (
-    best_of_n_policy,
-    beta_sweep,
-    expected_reward,
-    kl_divergence,
-    log_partition,
-    optimal_policy,
-    optimal_value,
-    policy_gradient,
-    regularised_objective,
-    response_space,
-)
+from rlhf_course import toyworld
+from rlhf_course.optimization_rl.checks import check_optimal_policy
+from rlhf_course.teaching import checking as checks
+from rlhf_course.teaching.checking import ExerciseError
+from rlhf_course.optimization_rl import (best_of_n_policy, beta_sweep, expected_reward, kl_divergence, log_partition,
+                                         optimal_policy, optimal_value, policy_gradient, regularised_objective,
+                                         response_space)
 
 # π_ref = (1/2, 1/4, 1/4), r = (0, log 2, log 4), β = 1: the tilted weights are (1/2, 1/2, 1), so Z = 2
 # and π* = (1/4, 1/4, 1/2).

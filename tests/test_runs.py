@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_course import results, runs
+from rlhf_course.core import results, runs
 
 
 def test_runs_root_does_not_depend_on_the_working_directory(tmp_path, monkeypatch):
@@ -16,7 +16,7 @@ def test_runs_root_does_not_depend_on_the_working_directory(tmp_path, monkeypatc
     here = runs.runs_root()
     monkeypatch.chdir(tmp_path)
     assert runs.runs_root() == here and here.is_absolute()
-    assert here == Path(runs.__file__).resolve().parents[1] / "runs", "a source checkout keeps its runs at its root"
+    assert here == Path(runs.__file__).resolve().parents[2] / "runs", "a source checkout keeps its runs at its root"
     monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "elsewhere"))
     assert runs.runs_root() == tmp_path / "elsewhere"
     assert runs.lab_dir("ppo") == tmp_path / "elsewhere" / "labs" / "ppo"

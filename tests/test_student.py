@@ -13,10 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from rlhf_course import cli, student
-from rlhf_course.student import (SolutionMarkerError, cell_errors, execute_notebook, expected_exercises,
-                                 grade_notebook, grades_table, make_student_notebook,
-                                 strip_solutions, write_student_versions)
+from rlhf_course.tools import cli, student
+from rlhf_course.tools.student import (SolutionMarkerError, cell_errors, execute_notebook, expected_exercises,
+                                       grade_notebook, grades_table, make_student_notebook, strip_solutions,
+                                       write_student_versions)
 
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "bradley_terry_lab.ipynb"
 GRADING_FIXTURE = Path(__file__).resolve().parent / "fixtures" / "grading_lab.ipynb"

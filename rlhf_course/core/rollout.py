@@ -1,0 +1,112 @@
+"""Rollouts: what every RL stage (REINFORCE, RLOO, GRPO, PPO) does before its gradient step.
+
+:func:`rollout` samples k responses for each of a batch of prompts, scores them
+with a reward function and records the policy's and the reference's per-token
+log-probabilities. :func:`micro_batches` splits a batch so its gradient fits in
+memory. A reward function (:data:`RewardFunction`) scores responses to prompts;
+:class:`PolicyGradientResult` is what an RL stage returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_course.core.profiles import Profile
+from rlhf_course.core.sampling import pack, sample_completions, token_logprobs
+from rlhf_course.toyworld import Prompt, gold_reward
+
+
+# A reward function scores responses to prompts (plain texts, no chat template): the
+# learned reward model (see ``reward_modeling.reward_function``) or a verifier.
+RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------- rollouts
+
+
+@dataclass
+class Rollout:
+    """k sampled responses for each of a batch of prompts, scored and ready for a gradient step.
+
+    Rows are grouped by prompt: rows ``i*k … i*k+k−1`` answer ``prompts[i]``.
+    ``batch`` holds the sampled token ids (``pack``); ``ref_logps`` are the
+    reference's per-token log-probabilities of them, ``old_logps`` the
+    sampling policy's (both detached).
+    """
+
+    prompts: list[Prompt]
+    k: int
+    responses: list[str]
+    finished: torch.Tensor
+    batch: dict[str, torch.Tensor]
+    old_logps: torch.Tensor
+    ref_logps: torch.Tensor
+    rewards: torch.Tensor
+
+    @property
+    def kl(self) -> torch.Tensor:
+        """Per-response k1 estimate of KL(π‖π_ref): Σ_t log π − log π_ref over the sampled tokens."""
+        return (self.old_logps - self.ref_logps).sum(dim=1)
+
+    def gold(self) -> np.ndarray:
+        """Gold reward of every response (the truth the policy never sees)."""
+        prompts = [p for p in self.prompts for _ in range(self.k)]
+        return np.array([gold_reward(p, r) for p, r in zip(prompts, self.responses)])
+
+
+@torch.no_grad()
+def rollout(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Prompt],
+    reward_fn: RewardFunction,
+    profile: Profile,
+    k: int,
+    temperature: float = 1.0,
+) -> Rollout:
+    """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs."""
+    texts = [p.text for p in prompts]
+    samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
+                                 temperature=temperature, batch_size=len(texts) * k)
+    batch = {key: value.to(policy.device) for key, value in
+             pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
+    policy.eval()
+    size = profile.rl.micro_batch_size
+    old_logps = torch.cat([token_logprobs(policy, part) for _, part in micro_batches(batch, size)])
+    ref_logps = torch.cat([token_logprobs(reference, part) for _, part in micro_batches(batch, size)])
+    rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().to(policy.device)
+    return Rollout(prompts, k, samples.texts, torch.tensor(samples.finished), batch, old_logps, ref_logps, rewards)
+
+
+def micro_batches(batch: dict[str, torch.Tensor], size: int):
+    """Split a batch into consecutive parts of ``size`` rows (one part when ``size`` is 0).
+
+    Yields ``(rows, part)``: the slice of rows a part holds and the part.
+    A loss averaged over rows is the sum of the parts' losses, each weighted
+    by its share of the rows, so accumulating gradients over micro-batches
+    takes the same step as the whole batch in a fraction of the memory (the
+    logits of a 150k-token vocabulary over 64 responses do not fit a T4 at once).
+    """
+    total = len(batch["input_ids"])
+    size = size if 0 < size < total else total
+    for start in range(0, total, size):
+        rows = slice(start, min(start + size, total))
+        yield rows, {key: value[rows] for key, value in batch.items()}
+
+
+# ----------------------------------------------------------------------------- training from scratch
+
+
+@dataclass
+class PolicyGradientResult:
+    """A trained policy and one row of measurements per step (proxy, gold, KL, loss)."""
+
+    model: PreTrainedModel
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0

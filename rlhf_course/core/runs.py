@@ -1,0 +1,161 @@
+"""Where a run's files live, and the cache of shared models.
+
+Every folder the course trains into is named here, so that a lab, the
+``rlhf-course pipeline`` command and the test suite find one another's models:
+
+``runs_root()``
+    ``$RLHF_COURSE_RUNS`` if set; otherwise ``runs/`` at the root of the source
+    checkout the package was imported from (whatever the working directory: a
+    lab executed from ``labs/`` and a command run from the root share it); for
+    an installed package (Colab), ``~/.cache/rlhf_course/runs``.
+``lab_dir(lab)``
+    what one lab trains for itself: ``<root>/labs/<lab>``.
+``shared_dir(kind, settings)``
+    a model that several labs (or a lab and the pipeline) use:
+    ``<root>/shared/<kind>-<digest>``, where the digest is a hash of every
+    setting that changes the model. Other settings get another folder, so
+    nothing trained earlier is overwritten.
+
+:func:`cached` trains a shared model once, under a file lock (two labs
+executed side by side wait for each other instead of training the same model
+twice), and saves a JSON record beside it (its training log, its seconds);
+later calls return the folder and the record at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+RUNS_ENV = "RLHF_COURSE_RUNS"
+RECORD = "course_record.json"  # beside a shared model: its settings, training log and seconds
+
+
+def runs_root() -> Path:
+    """The folder under which every run is saved (see the module docstring)."""
+    if os.environ.get(RUNS_ENV):
+        return Path(os.environ[RUNS_ENV]).expanduser()
+    checkout = Path(__file__).resolve().parents[2]
+    if (checkout / "pyproject.toml").exists() and (checkout / "labs").is_dir():
+        return checkout / "runs"
+    from rlhf_course.core.models import cache_dir
+
+    return cache_dir() / "runs"
+
+
+def lab_dir(lab: str) -> Path:
+    """The folder of what lab ``lab`` trains for itself (its sweeps, its own variants)."""
+    return runs_root() / "labs" / lab
+
+
+NOT_IN_KEY = ("checkpoint_steps", "n_eval_pairs")  # how often a run saves, how much is measured: same model
+
+
+def model_settings(stage_settings: Any) -> dict[str, Any]:
+    """A stage's settings (a dataclass such as ``profile.sft``) less those that do not change the trained model."""
+    from dataclasses import asdict
+
+    return {key: value for key, value in asdict(stage_settings).items() if key not in NOT_IN_KEY}
+
+
+def settings_digest(settings: dict[str, Any]) -> str:
+    """A short hash of JSON-able ``settings``: equal settings, equal digest, whatever the key order."""
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def shared_dir(kind: str, settings: dict[str, Any]) -> Path:
+    """The folder of the shared model ``kind`` (``"sft"``, ``"rm"``, ``"rloo"`` …) trained with ``settings``."""
+    return runs_root() / "shared" / f"{kind}-{settings_digest(settings)}"
+
+
+@contextmanager
+def lock(folder: Path) -> Iterator[None]:
+    """Hold ``<folder>.lock`` while a shared model is looked for and, if need be, trained.
+
+    Two labs open at once (or run side by side by the test suite) may both ask
+    for the same model; the second waits for the first to finish training and
+    then reuses its model instead of training into the same folder at once.
+    """
+    from filelock import FileLock
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder) + ".lock"):
+        yield
+
+
+def read_record(folder: Path) -> dict[str, Any] | None:
+    """The record saved beside a shared model, or None if there is none (or it is unreadable)."""
+    try:
+        return json.loads((Path(folder) / RECORD).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def record_of(final: str | Path, maker: str) -> dict[str, Any]:
+    """The record saved beside a shared model's ``final`` folder; ``maker`` names the function that saves it."""
+    record = read_record(Path(final).parent)
+    if record is None:
+        raise FileNotFoundError(f"{Path(final).parent} holds no {RECORD}: the model at {final} was not saved by "
+                                f"{maker}. Call {maker}(profile, seed) to train (or find) it, and pass the folder "
+                                "it returns.")
+    return record
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block from the random state ``seed`` gives, and leave the caller's random state as it was.
+
+    A shared model is then the same whichever lab trains it, after whatever
+    that lab did before; and the lab goes on with the same random numbers
+    whether it trained the model or found it in the cache.
+    """
+    import random
+
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    with torch.random.fork_rng():
+        set_seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(python_state)
+            np.random.set_state(numpy_state)
+
+
+def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str, Any]], seed: int,
+           folder: Path | None = None) -> tuple[Path, dict[str, Any]]:
+    """The shared model ``kind`` with ``settings``: trained once by ``train(folder)``, then reused.
+
+    ``train`` trains into ``folder`` (saving the model under ``folder/final``)
+    and returns a JSON-able record of the run (its log, for example); it runs
+    from the random state ``seed`` gives (:func:`seeded`). The record is
+    written last, with the settings, so a run killed half-way is trained again
+    rather than read half-saved. ``folder`` defaults to :func:`shared_dir`; a
+    folder given explicitly is retrained when its saved settings differ.
+    Returns ``(folder / "final", record)``.
+    """
+    from rlhf_course.core.results import spending
+
+    folder = Path(folder) if folder is not None else shared_dir(kind, settings)
+    with lock(folder):
+        record = read_record(folder)
+        if (record is not None and (folder / "final").is_dir()
+                and record.get("settings") == json.loads(json.dumps(settings, default=str))):
+            return folder / "final", record
+        with spending("shared models"), seeded(seed):
+            start = time.perf_counter()
+            run = train(folder)
+            record = {"kind": kind, "settings": settings, "seconds": time.perf_counter() - start, **run}
+        tmp = folder / (RECORD + ".tmp")
+        tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        tmp.replace(folder / RECORD)
+    return folder / "final", json.loads(json.dumps(record, default=str))

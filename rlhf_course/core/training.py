@@ -1,0 +1,108 @@
+"""The TRL set-up every trainer of the course shares.
+
+:func:`trainer_arguments` turns a profile and its stage settings into the
+arguments of any TRL trainer (sizes, learning rate, precision, checkpoints);
+:func:`fit` runs a trainer the way every stage does (resume from the last
+checkpoint, merge LoRA adapters, save ``final``); :func:`lora_config` is the
+adapters a profile asks for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_course.core.models import device
+from rlhf_course.core.profiles import Profile
+
+
+def trainer_arguments(profile: Profile, stage, output_dir: str | Path, seed: int = 0,
+                      progress: bool = True) -> dict:
+    """Arguments every TRL trainer of the course shares, from a profile and its stage settings.
+
+    ``stage`` is ``profile.sft``, ``profile.rm`` and so on: sizes, learning rate
+    and checkpointing. Precision follows the profile on a GPU (fp16 on a T4,
+    bf16 where supported) and is float32 on a CPU; nothing is sent to logging
+    services.
+    """
+    on_gpu = device().type == "cuda"
+    return dict(
+        output_dir=str(output_dir), seed=seed, data_seed=seed,
+        num_train_epochs=stage.epochs, per_device_train_batch_size=stage.batch_size,
+        gradient_accumulation_steps=stage.grad_accum, learning_rate=stage.learning_rate,
+        lr_scheduler_type="cosine", warmup_steps=0.05,
+        max_length=profile.max_prompt_tokens + profile.max_new_tokens,
+        bf16=on_gpu and profile.dtype == "bfloat16", fp16=on_gpu and profile.dtype == "float16",
+        use_cpu=not on_gpu, logging_steps=5, report_to=[], disable_tqdm=not progress,
+        save_strategy="steps" if stage.checkpoint_steps else "no", save_steps=stage.checkpoint_steps or 500,
+        save_total_limit=2, dataloader_num_workers=0,
+    )
+
+
+def trl_config(config_cls, **kwargs):
+    """``config_cls(**kwargs)`` (a TRL config such as ``DPOConfig``), without the FutureWarning TRL triggers.
+
+    TRL still passes transformers an argument that transformers has deprecated;
+    the warning says nothing a learner can act on.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return config_cls(**kwargs)
+
+
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest ``checkpoint-*`` folder under ``output_dir``, if a run left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+
+
+def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lora: bool,
+        progress: bool = True) -> tuple[PreTrainedModel, str | None]:
+    """Run a TRL trainer the way every stage of the course does.
+
+    Resumes from the last checkpoint under ``output_dir`` if an interrupted run
+    left one, merges LoRA adapters back so the next stage gets a plain model,
+    and saves the result under ``output_dir/final`` as safetensors (rank 0
+    only). Returns the trained model and the checkpoint it resumed from.
+    """
+    if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+    resume = last_checkpoint(output_dir)
+    trainer.train(resume_from_checkpoint=resume)
+    trained = trainer.model.merge_and_unload() if lora else trainer.model
+    trained.eval()
+    if trainer.is_world_process_zero():
+        trained.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
+        tokenizer.save_pretrained(Path(output_dir) / "final")
+    return trained, resume
+
+
+def lora_config(profile: Profile):
+    """PEFT LoRA settings for a profile: adapters on every linear layer."""
+    from peft import LoraConfig
+
+    return LoraConfig(r=profile.lora_rank, lora_alpha=2 * profile.lora_rank, lora_dropout=0.0,
+                      target_modules="all-linear", task_type="CAUSAL_LM")
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Inside the block: ``model`` in eval mode (no dropout) and no gradient; its mode is restored after.
+
+    For asking a trainer what loss it computes on one batch (the labs' checks
+    compare a from-scratch loss with TRL's) without training or changing the model.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)

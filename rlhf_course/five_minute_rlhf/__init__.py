@@ -1,0 +1,2 @@
+"""The code of the Five-Minute RLHF chapter (``labs/five_minute_rlhf.ipynb``): its exercise check, in checks.py.
+"""

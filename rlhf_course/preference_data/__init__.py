@@ -1,0 +1,65 @@
+"""The code of the Preference Data chapter (``book/preference_data.md``, ``labs/preference_data.ipynb``).
+
+- data.py: hub adapters (HH-RLHF, SHP, UltraFeedback), the one validator of preference rows, JSONL files
+- annotation.py: a widget to label pairs yourself, and agreement with gold and the annotators
+- toy.py: toy-world preference rows
+- formats.py: preference rows as the datasets TRL's trainers read
+- checks.py: the lab's exercise checks
+
+The chapter's public names are importable from here::
+
+    from rlhf_course import preference_data
+"""
+
+from .annotation import (AnnotationFileError, AnnotationSession, LABELS, LARGE_MARGIN, agreement_with_annotators,
+                         agreement_with_gold, make_annotation_pairs, simulated_choice)
+from .data import (ADAPTER_SKIP_HINT, FIELDS, HH_ASSISTANT, HH_HUMAN, HubPreferences, MODES, PreferenceDataError,
+                   PreferenceRows, Problem, ROLES, SHP_METADATA, SKIP_HINT, ULTRAFEEDBACK_METADATA, ValidationReport,
+                   check_training_rows, field_text, from_hh_rlhf, from_shp, from_ultrafeedback, hh_messages,
+                   hub_preferences, load_preferences, prompt_length, read_preferences_jsonl, same_response,
+                   split_hh_pair, validate_preferences, write_preferences_jsonl)
+from .formats import to_reward_dataset, unpaired_dataset
+from .toy import toy_pairs, toy_preferences
+
+__all__ = [
+    "AnnotationFileError",
+    "AnnotationSession",
+    "LABELS",
+    "LARGE_MARGIN",
+    "agreement_with_annotators",
+    "agreement_with_gold",
+    "make_annotation_pairs",
+    "simulated_choice",
+    "ADAPTER_SKIP_HINT",
+    "FIELDS",
+    "HH_ASSISTANT",
+    "HH_HUMAN",
+    "HubPreferences",
+    "MODES",
+    "PreferenceDataError",
+    "PreferenceRows",
+    "Problem",
+    "ROLES",
+    "SHP_METADATA",
+    "SKIP_HINT",
+    "ULTRAFEEDBACK_METADATA",
+    "ValidationReport",
+    "check_training_rows",
+    "field_text",
+    "from_hh_rlhf",
+    "from_shp",
+    "from_ultrafeedback",
+    "hh_messages",
+    "hub_preferences",
+    "load_preferences",
+    "prompt_length",
+    "read_preferences_jsonl",
+    "same_response",
+    "split_hh_pair",
+    "validate_preferences",
+    "write_preferences_jsonl",
+    "to_reward_dataset",
+    "unpaired_dataset",
+    "toy_pairs",
+    "toy_preferences",
+]

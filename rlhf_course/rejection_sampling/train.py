@@ -1,0 +1,145 @@
+"""Rejection sampling: best-of-n at inference time, and fine-tuning on the best samples.
+
+Best-of-n draws n responses from a policy and keeps the one the reward model
+scores highest. It moves the policy by selection alone, so it is the
+simplest way to spend a reward model, and a strong baseline for RL.
+Rejection-sampling fine-tuning (expert iteration, RAFT) makes the selection
+permanent: sample, keep the best, run the instruction-tuning stage on the
+kept responses, and repeat from the tuned policy.
+
+How far best-of-n moves from the policy it samples is measurable: the
+best-of-n distribution is known in closed form
+(``rlhf_course.optimization_rl.best_of_n_policy``), and its KL to the sampling
+policy is at most log n − (n − 1)/n (Beirami et al., 2024), with equality
+only in the limit where sampled responses never repeat.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from rlhf_course.core.profiles import Profile
+from rlhf_course.core.sampling import generate
+from rlhf_course.instruction_tuning.train import train_sft
+from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
+from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
+
+
+# ----------------------------------------------------------------------------- best-of-n with a language model
+
+
+@dataclass
+class BestOfN:
+    """n candidates per prompt, their proxy and gold rewards, and the ones best-of-n keeps."""
+
+    prompts: list[Prompt]
+    n: int
+    candidates: list[str]       # prompt i's candidates at positions i*n … i*n+n−1
+    proxy: torch.Tensor         # (prompts, n) reward-model scores
+    gold: torch.Tensor          # (prompts, n) gold rewards
+    chosen: torch.Tensor        # (prompts,) index of the kept candidate
+
+    @property
+    def responses(self) -> list[str]:
+        """The kept response of each prompt."""
+        return [self.candidates[i * self.n + j] for i, j in enumerate(self.chosen.tolist())]
+
+    @property
+    def gold_rewards(self) -> np.ndarray:
+        """Gold reward of each kept response."""
+        return self.gold[torch.arange(len(self.prompts)), self.chosen].numpy()
+
+    @property
+    def proxy_rewards(self) -> np.ndarray:
+        """Proxy (reward-model) score of each kept response."""
+        return self.proxy[torch.arange(len(self.prompts)), self.chosen].numpy()
+
+    def candidates_of(self, i: int) -> list[str]:
+        return self.candidates[i * self.n:(i + 1) * self.n]
+
+
+def best_of_n(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    reward_fn,
+    prompts: list[Prompt],
+    n: int,
+    profile: Profile,
+    *,
+    seed: int = 0,
+    temperature: float = 1.0,
+    select=select_best,
+) -> BestOfN:
+    """Sample ``n`` responses per prompt, score them with ``reward_fn``, keep the best.
+
+    ``select`` maps the ``(prompts, n)`` scores to the kept index per prompt;
+    the lab passes the learner's own selection function here.
+    """
+    texts = [p.text for p in prompts]
+    candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
+                          temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
+    proxy = reward_fn([t for t in texts for _ in range(n)], candidates).float().view(len(prompts), n)
+    gold = torch.tensor([gold_reward(p, c) for i, p in enumerate(prompts)
+                         for c in candidates[i * n:(i + 1) * n]]).view(len(prompts), n)
+    return BestOfN(prompts, n, candidates, proxy, gold, select(proxy))
+
+
+@dataclass
+class RejectionSamplingResult:
+    """The policy after the last round, and per round: how many rows it trained on and their rewards."""
+
+    model: PreTrainedModel
+    rounds: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def rejection_sampling_finetune(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    reward_fn,
+    profile: Profile,
+    *,
+    rounds: int | None = None,
+    keep: str = "top",
+    output_dir: str | Path = "runs/rs_ft",
+    seed: int = 0,
+    progress: bool = True,
+) -> RejectionSamplingResult:
+    """Rounds of: sample ``profile.rs.n`` responses per prompt, keep ``profile.rs.keep_k`` of them, SFT on those.
+
+    ``keep="top"`` keeps the reward model's favourites (rejection sampling);
+    ``keep="random"`` keeps random ones, a control that trains on the same
+    amount of the policy's own text without any selection. The SFT step is
+    :func:`rlhf_course.instruction_tuning.train_sft` with ``profile.rs``'s learning rate and
+    epochs; each round starts from the previous round's policy and draws fresh
+    training prompts. ``policy`` is trained in place.
+    """
+    if keep not in ("top", "random"):
+        raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
+    settings, start = profile.rs, time.perf_counter()
+    sft_profile = profile.replace(sft=dataclasses.replace(
+        profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
+    history = []
+    for r in range(rounds or settings.rounds):
+        prompts = make_prompts("train", settings.n_prompts, seed=seed * 1000 + 100 + r)
+        pool = best_of_n(policy, tokenizer, reward_fn, prompts, settings.n, profile, seed=seed * 1000 + r)
+        picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
+            else select_random_k(pool.proxy, settings.keep_k, seed=seed * 1000 + r)
+        rows = [{"prompt": p.text, "completion": pool.candidates_of(i)[j]}
+                for i, p in enumerate(prompts) for j in picked[i].tolist()]
+        random.Random(seed + r).shuffle(rows)
+        result = train_sft(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
+                           seed=seed + r, progress=progress)
+        policy = result.model
+        kept_gold = pool.gold.gather(1, picked).mean().item()
+        history.append({"round": r + 1, "rows": len(rows), "kept_proxy": pool.proxy.gather(1, picked).mean().item(),
+                        "kept_gold": kept_gold, "pool_gold": pool.gold.mean().item()})
+    return RejectionSamplingResult(policy, history, time.perf_counter() - start)
