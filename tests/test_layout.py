@@ -1,4 +1,4 @@
-"""The package is laid out like the book: one subpackage per chapter, a shared core, no stage importing another's trainer."""
+"""The package is laid out like the book: a subpackage per chapter, a core below, no stage imports another's trainer."""
 
 from __future__ import annotations
 

@@ -296,10 +296,10 @@ def test_two_labs_asking_for_the_same_sft_model_at_once_train_it_once(tmp_path, 
     import time
     from concurrent.futures import ThreadPoolExecutor
 
-    from rlhf_course import shared_models as sft
+    from rlhf_course import shared_models
 
     profile = apply_overrides(get_profile("tiny"), ["sft.n_demonstrations=32", "sft.epochs=1"])
-    real_train, calls, inside = sft.train_sft, [], threading.Semaphore(1)
+    real_train, calls, inside = shared_models.train_sft, [], threading.Semaphore(1)
 
     def counted_train(*args, **kwargs):
         assert inside.acquire(blocking=False), "a second training started while the first was running"
@@ -310,8 +310,9 @@ def test_two_labs_asking_for_the_same_sft_model_at_once_train_it_once(tmp_path, 
         finally:
             inside.release()
 
-    monkeypatch.setattr(sft, "train_sft", counted_train)
+    monkeypatch.setattr(shared_models, "train_sft", counted_train)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        paths = list(pool.map(lambda _: sft.sft_checkpoint(profile, 0, tmp_path / "sft", progress=False), range(2)))
+        paths = list(pool.map(lambda _: shared_models.sft_checkpoint(profile, 0, tmp_path / "sft", progress=False),
+                              range(2)))
     assert paths[0] == paths[1] and (paths[0] / "model.safetensors").exists()
     assert len(calls) == 1, f"the SFT model was trained {len(calls)} times"

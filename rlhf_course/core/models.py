@@ -380,8 +380,8 @@ def load_policy(path: str | Path, profile: Profile) -> PreTrainedModel:
     from transformers import AutoModelForCausalLM
 
     if not (Path(path) / "config.json").exists():
-        raise FileNotFoundError(f"No saved model at {path}. Train the stage that writes it first "
-                                "(for the SFT model: rlhf_course.shared_models.sft_checkpoint, or `rlhf-course pipeline`).")
+        raise FileNotFoundError(f"No saved model at {path}. Train the stage that writes it first (for the SFT "
+                                "model: rlhf_course.shared_models.sft_checkpoint, or `rlhf-course pipeline`).")
     on_gpu = device().type == "cuda"
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype(profile) if on_gpu else torch.float32,
                                                  trust_remote_code=False)

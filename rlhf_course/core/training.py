@@ -4,7 +4,9 @@
 arguments of any TRL trainer (sizes, learning rate, precision, checkpoints);
 :func:`fit` runs a trainer the way every stage does (resume from the last
 checkpoint, merge LoRA adapters, save ``final``); :func:`lora_config` is the
-adapters a profile asks for.
+adapters a profile asks for; :func:`trl_config` builds a TRL config without
+TRL's deprecation noise; :func:`evaluating` lets a lab ask a trainer for its
+loss on one batch without training.
 """
 
 from __future__ import annotations
@@ -12,13 +14,15 @@ from __future__ import annotations
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator, TypeVar
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.models import device
 from rlhf_course.core.profiles import Profile
+
+Config = TypeVar("Config")  # a TRL config class such as DPOConfig
 
 
 def trainer_arguments(profile: Profile, stage, output_dir: str | Path, seed: int = 0,
@@ -44,7 +48,7 @@ def trainer_arguments(profile: Profile, stage, output_dir: str | Path, seed: int
     )
 
 
-def trl_config(config_cls, **kwargs):
+def trl_config(config_cls: type[Config], **kwargs: Any) -> Config:
     """``config_cls(**kwargs)`` (a TRL config such as ``DPOConfig``), without the FutureWarning TRL triggers.
 
     TRL still passes transformers an argument that transformers has deprecated;

@@ -66,9 +66,10 @@ def check_dpo_loss(fn: Callable[..., Any], trl_batch: dict | None = None) -> str
     the loss alone or a tuple that starts with it. The cases: a policy equal to
     its reference (loss log 2), random batches at two β, a policy that prefers
     the rejected responses, and margins so large that ``log(sigmoid(x))``
-    underflows. The gradient must reach the policy's log-probabilities. With ``trl_batch`` (from ``direct_alignment.trl_loss_on_batch``: TRL's loss
-    and the sequence log-probabilities of a real batch) the loss must also
-    equal TRL's to 1e-5.
+    underflows. The gradient must reach the policy's log-probabilities. With
+    ``trl_batch`` (from ``direct_alignment.trl_loss_on_batch``: TRL's loss and
+    the sequence log-probabilities of a real batch) the loss must also equal
+    TRL's to 1e-5.
     """
     from rlhf_course.direct_alignment.loss import dpo_loss
 

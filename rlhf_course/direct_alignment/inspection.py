@@ -36,8 +36,8 @@ def trl_loss_on_batch(policy, reference, tokenizer, rows: list[dict], profile, b
     with tempfile.TemporaryDirectory() as out, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         args = {**direct_arguments(profile, out, progress=False), "per_device_train_batch_size": len(rows)}
-        trainer = DPOTrainer(model=policy, ref_model=reference, args=trl_config(DPOConfig, **args, loss_type=["sigmoid"],
-                                                                             beta=beta),
+        config = trl_config(DPOConfig, **args, loss_type=["sigmoid"], beta=beta)
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=config,
                              train_dataset=preference_dataset(rows, tokenizer), processing_class=tokenizer)
         batch = next(iter(trainer.get_train_dataloader()))
         with evaluating(policy):

@@ -53,7 +53,8 @@ def _check_batch(fn: str, **tensors: torch.Tensor) -> None:
         if value.dim() != 1:
             raise ValueError(
                 f"{fn}: {name} must have shape (batch,), one value per response, got shape {tuple(value.shape)}. "
-                "Log-probabilities are sums over each response's tokens (rlhf_course.core.sampling.completion_logprobs)."
+                "Log-probabilities are sums over each response's tokens "
+                "(rlhf_course.core.sampling.completion_logprobs)."
             )
     (first_name, first), *others = tensors.items()
     for name, value in others:

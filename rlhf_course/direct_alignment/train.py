@@ -63,7 +63,7 @@ def preference_dataset(rows: list[dict], tokenizer):
 
 
 def direct_arguments(profile, output_dir, seed: int = 0, progress: bool = True, epochs: float | None = None) -> dict:
-    """Trainer arguments of every direct-alignment stage, from ``profile.dpo`` (see ``sft.trainer_arguments``).
+    """Trainer arguments of every direct-alignment stage, from ``profile.dpo`` (see ``trainer_arguments``).
 
     Gradient checkpointing (TRL's default for these trainers) is turned off on
     a CPU, where memory is not the constraint and it would only cost time.

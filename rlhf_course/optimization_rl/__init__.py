@@ -1,6 +1,7 @@
 """The code of the Optimization and RL chapter (``book/optimization_rl.md``, ``labs/optimization_rl.ipynb``).
 
-- objective.py: the KL-regularised objective, its optimal policy, best-of-n and a toy policy gradient, on small discrete response spaces
+- objective.py: the KL-regularised objective, its optimal policy, best-of-n and a toy policy gradient,
+  on small discrete response spaces
 - checks.py: the lab's exercise checks
 
 The chapter's public names are importable from here::
