@@ -19,7 +19,7 @@ def _lab(path, body: str):
 def test_benchmark_labs_records_each_labs_seconds_and_names_a_failing_one(tmp_path, kernel_env, monkeypatch):
     for key, value in kernel_env.items():
         monkeypatch.setenv(key, value)
-    good = _lab(tmp_path / "busy.ipynb", "from rlhf_course import results\n"
+    good = _lab(tmp_path / "busy.ipynb", "from rlhf_course.core import results\n"
                 "with results.spending('sampling'):\n    sum(i * i for i in range(3_000_000))\n"
                 "results.record_outcome('busy', {'x': 1}, profile=PROFILE, seed=SEED)")
     bad = _lab(tmp_path / "broken.ipynb", "raise ValueError('deliberate')")

@@ -99,7 +99,7 @@ def _log(result: subprocess.CompletedProcess) -> str:
 
 
 PLOT_CELLS = (
-    "from rlhf_course import plots\nplots.setup()",
+    "from rlhf_course.teaching import plots\nplots.setup()",
     textwrap.dedent(
         """\
         import plotly.graph_objects as go
