@@ -34,11 +34,13 @@ def kernel_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     The kernel is a separate process; without this it would import an installed
     ``rlhf_course`` (or none) instead of the code under test. The labs of one
     test session share one cache of shared models (``RLHF_COURSE_RUNS``), made
-    empty for it, so that every test session trains what it measures.
+    empty for it, so that every test session trains what it measures; pytest
+    workers that run labs side by side (``make seeds``) share the folder that
+    ``RLHF_COURSE_LAB_RUNS`` names instead, so that they train each model once.
     """
     path = os.environ.get("PYTHONPATH")
-    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""),
-            "RLHF_COURSE_RUNS": str(tmp_path_factory.mktemp("runs"))}
+    runs = os.environ.get("RLHF_COURSE_LAB_RUNS") or str(tmp_path_factory.mktemp("runs"))
+    return {"PYTHONPATH": str(ROOT) + (os.pathsep + path if path else ""), "RLHF_COURSE_RUNS": runs}
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ until the end. ``--jobs 1`` runs a single pytest process.
 
 CI trains the pipeline on seed 1 only, because the labs train and assert the
 same stages at seed 0. ``--seeds`` (``make seeds``) runs the other halves side
-by side: every lab on its own at seed 1, and the pipeline at seed 0, recording
+by side: every lab on its own at seed 1 (two at a time, in two pytest-xdist
+workers sharing one cache of shared models), and the pipeline at seed 0, recording
 what they measured in ``tests/seed_check.json`` (see tests/seed_check.py).
 
 Each process gets ``cores // jobs`` torch threads unless ``OMP_NUM_THREADS`` is
@@ -43,8 +44,11 @@ def commands(jobs: int, pytest_args: list[str], junit_dir: str | None,
     """The pytest command line of each process and the environment it adds, by name."""
     if seeds:
         record = {"RLHF_COURSE_SEED_CHECK": SEED_CHECK}
-        parts = {"labs-seed1": (["tests/test_notebooks.py", "-k", "test_lab_runs_and_learns"],
-                                {**record, "RLHF_COURSE_SKIP_REAL_BOOK": "1", "RLHF_COURSE_LAB_SEED": "1"}),
+        # two pytest workers execute the labs, sharing one fresh cache of shared models
+        lab_runs = tempfile.mkdtemp(prefix="rlhf-course-seed1-runs-")
+        parts = {"labs-seed1": (["tests/test_notebooks.py", "-k", "test_lab_runs_and_learns", "-n", "2"],
+                                {**record, "RLHF_COURSE_SKIP_REAL_BOOK": "1", "RLHF_COURSE_LAB_SEED": "1",
+                                 "RLHF_COURSE_LAB_RUNS": lab_runs}),
                  "pipeline-seed0": ([PIPELINE], {**record, "RLHF_COURSE_PIPELINE_SEEDS": "0"})}
     elif jobs <= 1:
         parts = {"all": ([], {})}
