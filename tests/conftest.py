@@ -158,7 +158,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory, kernel_env) -> BuiltSit
     results_dir = root / "_lab_results"
     ignore = shutil.ignore_patterns("_build", ".venv", ".git", "runs", "__pycache__", ".pytest_cache", ".hypothesis")
     shutil.copytree(ROOT, root, ignore=ignore, dirs_exist_ok=True)
-    env = {**kernel_env, "RLHF_COURSE_PLOTLYJS": "cdn", "RLHF_COURSE_RESULTS_DIR": str(results_dir),
+    env = {**kernel_env, "RLHF_COURSE_PLOTLYJS": "site", "RLHF_COURSE_RESULTS_DIR": str(results_dir),
            "RLHF_COURSE_PROFILE": "tiny"}
     config = yaml.safe_load((root / "_config.yml").read_text())
     jobs = int(os.environ.get("RLHF_COURSE_LAB_JOBS", "2"))

@@ -12,6 +12,7 @@ The full website, with every lab executed, is built by ``make book``; see
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,9 @@ def _make_book(root: Path, notebook: nbformat.NotebookNode, index: str = INDEX_M
     root.mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "_config.yml", root / "_config.yml")
     (root / "book").mkdir()
+    for folder in ("_ext", "_static"):  # the course's Sphinx extension and its CSS (book/_ext/course_site.py)
+        shutil.copytree(REPO / "book" / folder, root / "book" / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
     (root / "book" / "references.bib").write_text(BIB)
     (root / "_toc.yml").write_text(TOC)
     (root / "index.md").write_text(index)
@@ -83,7 +87,7 @@ def _make_book(root: Path, notebook: nbformat.NotebookNode, index: str = INDEX_M
 
 def _build(root: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    env["RLHF_COURSE_PLOTLYJS"] = "cdn"  # as `make book` does
+    env["RLHF_COURSE_PLOTLYJS"] = "site"  # as `make book` does: the site ships plotly.js, the figures do not
     return subprocess.run(
         [*JUPYTER_BOOK, "build", str(root), *BUILD_FLAGS],
         cwd=root,
@@ -121,7 +125,7 @@ def plotly_defaults():
     pio.renderers.default, pio.templates.default = renderer, template
 
 
-@pytest.mark.parametrize("mode", ["cdn", "embed"])
+@pytest.mark.parametrize("mode", ["cdn", "embed", "site"])
 def test_setup_gives_figures_html_the_book_keeps(mode, monkeypatch, plotly_defaults):
     import plotly.graph_objects as go
 
@@ -153,11 +157,16 @@ def test_plotly_figure_appears_in_the_html(tmp_path):
     assert 'class="plotly-graph-div"' in html, "the plotly figure div is missing from the page"
     assert "Plotly.newPlot" in html, "the figure is in the page but nothing draws it"
     assert "a figure the book must keep" in html
-    assert "cdn.plot.ly/plotly-" in html, "nothing loads plotly.js on the page"
-    # The book's MathJax must stay the only one on the page.
+    assert '<script src="_static/plotly.min.js' in html, "nothing loads plotly.js on the page"
+    assert "cdn.plot.ly" not in html, "the offline site loads plotly.js from a CDN"
+    static = root / "_build" / "html" / "_static"
+    assert (static / "plotly.min.js").stat().st_size > 1_000_000, "the site holds no copy of plotly.js"
+    # The book's MathJax must stay the only one on the page, and come from the site itself.
     assert "tex-svg" not in html
 
     index = (root / "_build" / "html" / "index.html").read_text()
+    assert 'src="_static/mathjax/tex-mml-chtml.js' in index, "the page with math does not load the site's MathJax"
+    assert (static / "mathjax" / "tex-mml-chtml.js").exists() and not (static / "mathjax" / "sre").exists()
     assert "Tester" in index, "the bibliography (book/references.bib) was not rendered"
     colab = "https://colab.research.google.com/github/rlhf-course/rlhf-course/blob/main/lab.ipynb"
     assert colab in html, "the lab has no 'open in Colab' launch button"
@@ -191,12 +200,100 @@ def test_toc_lists_the_course_pages():
     assert not missing, f"pages listed in _toc.yml but not in the repository: {missing}"
 
 
-@pytest.mark.slow
-@pytest.mark.book
-@pytest.mark.skipif(
+def _chromium_or_skip() -> None:
+    """Skip where Debian's Chromium or Playwright is missing, except in CI, which installs both (.ci/run)."""
+    from browser_check import CHROMIUM
+
+    missing = [what for what, ok in (("chromium (apt-get install chromium)", CHROMIUM.exists()),
+                                     ("playwright (pip install playwright)", _importable("playwright")))
+               if not ok]
+    if missing and os.environ.get("CI"):
+        pytest.fail(f"the browser test needs {' and '.join(missing)}; .ci/run installs them")
+    if missing:
+        pytest.skip(f"the browser test needs {' and '.join(missing)}")
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
+
+
+WIDGET_CELL = "import ipywidgets\nipywidgets.IntSlider(description='a widget')"
+DISPLAY_MATH = "\n$$\nL(\\theta) = -\\log \\sigma\\big(r(x, y_w) - r(x, y_l)\\big)\n$$\n"
+
+
+def test_small_site_works_offline_in_a_browser(tmp_path):
+    """The browser check of the real site (tests/browser_check.py) on a two-page book built in seconds:
+    no network, figures drawn, math typeset, links resolve, launch buttons on the notebook only, a widget
+    replaced by a note that says why."""
+    _chromium_or_skip()
+    from browser_check import check_site
+
+    root = _make_book(tmp_path / "book", _notebook(*PLOT_CELLS, WIDGET_CELL), index=INDEX_MD + DISPLAY_MATH)
+    result = _build(root)
+    assert result.returncode == 0, _log(result)
+    html = root / "_build" / "html"
+    lab = (html / "lab.html").read_text()
+    assert "application/vnd.jupyter.widget-view+json" not in lab and "course-widget-fallback" in lab, (
+        "the widget must give way to a note that says why it is missing")
+    assert not re.findall(r'<script[^>]* src="https?://[^"]*"', lab), "a script from the network on the page"
+    problems = check_site(html, screenshots=root / "_build" / "screenshots")
+    assert not problems, "\n".join(problems)
+    assert sorted(p.name for p in (root / "_build" / "screenshots").glob("index-*.png")) == [
+        "index-desktop.png", "index-phone.png"]
+
+
+def test_browser_check_finds_what_a_reader_must_not_see():
+    """The output rules of the browser check catch each thing it looks for, and pass clean text."""
+    from browser_check import output_problems
+
+    bad = {
+        "a Python warning": "/x/trainer.py:12: UserWarning: something was deprecated",
+        "raw progress-bar text": "Map:  50%|█████     | 5/10 [00:01<00:01,  4.1 examples/s]",
+        "a Trainer log table": "Step\tTraining Loss\n5\t0.693100",
+        "an absolute home path": "Pretrained the tiny base model in 3 s; cached at /root/.cache/rlhf_course/tiny",
+    }
+    for what, text in bad.items():
+        found = output_problems("page.html", [text])
+        assert found and what in found[0], (what, found)
+    assert not output_problems("page.html", ["gold reward 0.41 -> 0.63 (+0.22); step 40: loss 0.000000",
+                                            "saved to runs/labs/ppo/final"])
+
+
+def test_launch_button_rules(tmp_path):
+    """Launch buttons: a lab page must have them, for its own notebook; a page from Markdown must not."""
+    from browser_check import launch_problems
+
+    html = tmp_path / "html"
+    (html / "_sources" / "labs").mkdir(parents=True)
+    (html / "_sources" / "book").mkdir(parents=True)
+    (html / "labs").mkdir()
+    (html / "book").mkdir()
+    (html / "_sources" / "labs" / "a.ipynb").write_text("{}")
+    (html / "_sources" / "book" / "b.md").write_text("# b")
+    (html / "_sources" / "book" / "b.ipynb").write_text("{}")  # a MyST page that executes code
+    colab = "https://colab.research.google.com/github/org/repo/blob/main/"
+    (html / "labs" / "a.html").write_text(f'<a href="{colab}labs/a.ipynb">Colab</a>')
+    (html / "book" / "b.html").write_text("<p>no buttons</p>")
+    assert launch_problems(html) == []
+    (html / "labs" / "a.html").write_text(f'<a href="{colab}labs/other.ipynb">Colab</a>')
+    (html / "book" / "b.html").write_text(f'<a href="{colab}book/b.md">Colab</a>')
+    found = launch_problems(html)
+    assert any("labs/a" in p and "not labs/a.ipynb" in p for p in found), found
+    assert any("book/b" in p and "not a notebook" in p for p in found), found
+
+
+# The full website, every lab executed (the built_site fixture): slow; make seeds skips it.
+REAL_BOOK = pytest.mark.skipif(
     os.environ.get("RLHF_COURSE_SKIP_REAL_BOOK") == "1",
     reason="RLHF_COURSE_SKIP_REAL_BOOK=1: skipping the full website build (every lab executed)",
 )
+
+
+@pytest.mark.slow
+@pytest.mark.book
+@REAL_BOOK
 def test_real_book_builds(built_site):
     """The website as `make book` builds it: every lab executed without an error,
     warnings as errors, and every lab page shows its plotly figures. (The labs'
@@ -213,3 +310,19 @@ def test_real_book_builds(built_site):
         assert "plotly-graph-div" in page.read_text(), f"{page.name} shows no plotly figure"
     timeline = root / "_build" / "html" / "book" / "seminal_works.html"
     assert "plotly-graph-div" in timeline.read_text(), "the Seminal Works timeline figure is missing"
+
+
+@pytest.mark.slow
+@pytest.mark.book
+@REAL_BOOK
+def test_real_site_in_a_browser(built_site):
+    """The website as a reader sees it, every page in Chromium with the network blocked (tests/browser_check.py).
+    Screenshots of a few pages, at desktop and phone widths, go to _build/screenshots of the checkout."""
+    _chromium_or_skip()
+    from browser_check import check_site
+
+    assert built_site.result.returncode == 0, _log(built_site.result)
+    screenshots = REPO / "_build" / "screenshots"
+    problems = check_site(built_site.root / "_build" / "html", screenshots=screenshots)
+    assert not problems, f"{len(problems)} problems a reader would meet:\n" + "\n".join(problems[:200])
+    assert list(screenshots.glob("*-phone.png")), "no screenshot was saved"

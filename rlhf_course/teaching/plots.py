@@ -18,13 +18,19 @@ Notebook 7 and VS Code run it. The fragment needs plotly.js on the page, which
 comes from one of two places:
 
 * ``"cdn"``: every figure loads plotly.js from the plotly CDN (a few kilobytes of
-  HTML per figure, the browser caches the library). Used for the website, since
-  ``make book`` sets ``RLHF_COURSE_PLOTLYJS=cdn``, and always in Colab, where each
-  output lives in its own frame and must load the library itself.
+  HTML per figure, the browser caches the library). Used always in Colab, where
+  each output lives in its own frame and must load the library itself, and for
+  a hosted website that may use a CDN (``make book ASSETS=cdn``).
 * ``"embed"``: :func:`setup` prints plotly.js (about 4 MB) into its own cell
   output once, and every figure of the page uses that copy. Works without any
   network, so it is the default in Jupyter on a laptop, where a learner may be
-  offline. A book built this way works offline too, at 4 MB per lab page.
+  offline. A book built this way works offline too, but at 4 MB per lab page.
+
+* ``"site"``: figures carry no plotly.js at all; the page they end up on
+  provides it. The website uses this (``make book`` sets
+  ``RLHF_COURSE_PLOTLYJS=site``): its Sphinx extension, ``book/_ext/course_site.py``,
+  ships one copy of plotly.js in the site's static files and loads it on every
+  page with a figure, so the site works offline with no copy per page.
 
 Choose with ``setup(plotlyjs=...)`` or the environment variable
 ``RLHF_COURSE_PLOTLYJS``; otherwise Colab gets ``"cdn"`` and everything else
@@ -35,7 +41,8 @@ own MathJax, and a second copy would fight with it. Keep LaTeX out of plot
 labels; write "KL" rather than ``$\\mathrm{KL}$``.
 
 It also registers a small layout template, ``"rlhf_course"``, so that every lab
-draws with the same fonts, margins and colours.
+draws with the same fonts, margins and colours, and it silences the progress
+bars of library internals (:func:`quiet_libraries`).
 
     >>> import plotly.graph_objects as go
     >>> from rlhf_course import plots
@@ -63,7 +70,7 @@ TEMPLATE_NAME = "rlhf_course"
 COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
 
 PLOTLYJS_ENV = "RLHF_COURSE_PLOTLYJS"
-PLOTLYJS_MODES = ("cdn", "embed")
+PLOTLYJS_MODES = ("cdn", "embed", "site")
 
 
 def in_colab() -> bool:
@@ -75,8 +82,9 @@ class CourseRenderer(MimetypeRenderer):
     """Plotly renderer whose ``text/html`` output the book, Colab and Jupyter display.
 
     Args:
-        plotlyjs: ``"cdn"`` (each figure loads plotly.js from the plotly CDN) or
-            ``"embed"`` (figures use the copy that :func:`setup` put on the page).
+        plotlyjs: ``"cdn"`` (each figure loads plotly.js from the plotly CDN),
+            ``"embed"`` (figures use the copy that :func:`setup` put on the page)
+            or ``"site"`` (the page provides plotly.js: the course website).
     """
 
     def __init__(self, plotlyjs: str = "cdn"):
@@ -86,7 +94,7 @@ class CourseRenderer(MimetypeRenderer):
 
     def to_mimebundle(self, fig_dict: dict) -> dict:
         html = pio.to_html(
-            fig_dict,
+            wrap_title(fig_dict),
             include_plotlyjs="cdn" if self.plotlyjs == "cdn" else False,
             include_mathjax=False,
             full_html=False,
@@ -98,15 +106,49 @@ class CourseRenderer(MimetypeRenderer):
         return {"text/html": html}
 
 
+TITLE_WIDTH = 60  # characters of a title line before it is wrapped
+
+
+def wrap_title(fig_dict: dict, width: int = TITLE_WIDTH) -> dict:
+    """``fig_dict`` with a long title broken into lines of at most about ``width`` characters.
+
+    plotly.js never wraps a title: a long one runs off the figure and is cut,
+    above all on a phone. A title that already holds a ``<br>`` is left alone.
+    """
+    title = (fig_dict.get("layout") or {}).get("title")
+    text = title.get("text") if isinstance(title, dict) else title
+    if not isinstance(text, str) or len(text) <= width or "<br" in text:
+        return fig_dict
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    layout = {**fig_dict["layout"], "title": {**(title if isinstance(title, dict) else {}), "text": "<br>".join(lines)}}
+    return {**fig_dict, "layout": layout}
+
+
 def _course_template() -> go.layout.Template:
-    """The course's look: white background, readable fonts, Okabe-Ito colours."""
+    """The course's look: white background, readable fonts, Okabe-Ito colours.
+
+    The title sits at the top left of the figure, above a top margin that
+    leaves room for two lines of title and for subplot titles (and grows when
+    it needs more, ``automargin``); the legend stands to the right of the
+    plot, top aligned, so that it never covers the title or the data, however
+    many traces.
+    """
     template = go.layout.Template()
     template.layout = go.Layout(
         colorway=list(COLORS),
         font=dict(family="Inter, Helvetica, Arial, sans-serif", size=14),
-        margin=dict(l=60, r=20, t=60, b=50),
+        title=dict(x=0, xanchor="left", xref="paper", y=1, yanchor="top", yref="container", pad=dict(t=12),
+                   automargin=True, font=dict(size=16)),
+        margin=dict(l=60, r=20, t=90, b=50),
         hovermode="closest",
-        legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1),
+        legend=dict(orientation="v", yanchor="top", y=1, xanchor="left", x=1.02),
     )
     return template
 
@@ -117,12 +159,12 @@ def setup(plotlyjs: str | None = None) -> str:
     Call once per lab, before the first figure; calling again is harmless.
 
     Args:
-        plotlyjs: ``"cdn"`` or ``"embed"`` (see the module docstring). ``None``
+        plotlyjs: ``"cdn"``, ``"embed"`` or ``"site"`` (see the module docstring). ``None``
             reads ``RLHF_COURSE_PLOTLYJS``, then picks ``"cdn"`` in Colab and
             ``"embed"`` elsewhere.
 
     Returns:
-        The mode used, ``"cdn"`` or ``"embed"``.
+        The mode used, ``"cdn"``, ``"embed"`` or ``"site"``.
     """
     mode = plotlyjs or os.environ.get(PLOTLYJS_ENV) or ("cdn" if in_colab() else "embed")
     mode = mode.strip().lower()
@@ -132,7 +174,26 @@ def setup(plotlyjs: str | None = None) -> str:
     pio.templates.default = f"plotly_white+{TEMPLATE_NAME}"
     if mode == "embed":
         _display_plotlyjs()
+    quiet_libraries()
     return mode
+
+
+def quiet_libraries() -> None:
+    """No progress bars from library internals (loading weights, mapping datasets) and no library chatter.
+
+    The first cell of every lab calls :func:`setup`, so this holds for the
+    whole lab, before anything loads a model: a lab's page shows the bars of
+    its own long steps and what the learner needs to read, nothing else.
+    (``rlhf_course.core.models.quiet_libraries`` does the same for the stages.)
+    """
+    try:
+        import datasets
+        import transformers
+    except ImportError:  # plotting without the training stack
+        return
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def _display_plotlyjs() -> None:
