@@ -118,3 +118,58 @@ def test_a_shared_model_trains_from_its_seed_and_leaves_the_callers_random_state
         runs.cached("toy", settings, train, seed=7)
         assert (torch.rand(1).item(), random.random()) == expected, "the caller's random state must not move"
     assert draws[0] == draws[1], "a shared model must train from its own seed, whatever the caller did before"
+
+
+def test_quietly_outside_a_notebook_changes_nothing(capsys):
+    assert not runs.in_notebook()
+    with runs.quietly("Training the shared sft model"):
+        print("a line the terminal shows")
+    assert capsys.readouterr().out == "a line the terminal shows\n"
+
+
+# A lab's training as a notebook kernel runs it: a shared model trained in a block that prints, warns and shows
+# a progress bar, then a trainer's progress as sft.fit reports it (its callback driven by hand, no model).
+QUIET_CELLS = (
+    """\
+import warnings
+from tqdm.auto import tqdm
+from rlhf_course.core import runs
+print("before")
+with runs.quietly("Training the shared sft model"):
+    print("a training log line")
+    for _ in tqdm(range(3), desc="a bar"):
+        pass
+    warnings.warn("a library warning")
+print("after")
+""",
+    """\
+from types import SimpleNamespace
+from rlhf_course.core.training import _progress_callback
+callback, state = _progress_callback(), SimpleNamespace(is_world_process_zero=True, max_steps=3, global_step=0)
+callback.on_train_begin(None, state, None)
+for step in range(1, 4):
+    state.global_step = step
+    callback.on_log(None, state, None, logs={"loss": 0.5})
+    callback.on_step_end(None, state, None)
+callback.on_train_end(None, state, None)
+print("trained")
+""",
+)
+
+
+def test_training_leaves_no_log_in_a_notebook(kernel_env):
+    """What a shared model's training and a trainer's progress bar leave in a saved notebook: nothing but the
+    lab's own lines, so a lab's page is the same whether it trained the shared model or found it."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from rlhf_course.tools.student import environment
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in QUIET_CELLS]
+    with environment(kernel_env):
+        NotebookClient(nb, timeout=120, kernel_name="python3").execute()
+    texts = [[output.get("text") or "".join(output.get("data", {}).get("text/html", "")) for output in cell.outputs]
+             for cell in nb.cells]
+    assert [[t for t in cell if t] for cell in texts] == [["before\n", "after\n"], ["trained\n"]], texts

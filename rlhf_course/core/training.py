@@ -11,6 +11,7 @@ loss on one batch without training.
 
 from __future__ import annotations
 
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,6 +67,72 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
 
 
+def _progress_callback():
+    """A trainer callback that shows one progress bar and nothing else, and leaves nothing behind.
+
+    transformers would print a table of every logged loss in a notebook (its
+    ``NotebookProgressCallback``) and every log dict on a terminal. The course
+    plots the log instead (``trainer.state.log_history``), so while training
+    this shows one line, the step and the last loss: in Jupyter an HTML
+    ``<progress>`` bar updated in place and removed at the end (the saved
+    notebook keeps no log); elsewhere a tqdm bar on stderr, cleared at the end.
+    """
+    import html
+    import sys
+
+    from transformers import TrainerCallback
+
+    from rlhf_course.core.runs import in_notebook
+
+    class CourseProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.bar = self.display = None
+            self.loss = ""
+            self.shown = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            if not state.is_world_process_zero:
+                return
+            if in_notebook():
+                from IPython.display import HTML, display
+
+                self.display = display(HTML(""), display_id=True)
+            else:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=state.max_steps, initial=state.global_step, desc="training", leave=False,
+                                file=sys.stderr, dynamic_ncols=True)
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs:
+                self.loss = f"loss {logs['loss']:.4g}"
+                if self.bar is not None:
+                    self.bar.set_postfix_str(self.loss, refresh=False)
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.update(state.global_step - self.bar.n)
+            elif self.display is not None and (time.monotonic() - self.shown > 0.5
+                                               or state.global_step == state.max_steps):
+                from IPython.display import HTML
+
+                self.shown = time.monotonic()
+                self.display.update(HTML(
+                    f'<progress value="{state.global_step}" max="{state.max_steps}"></progress> '
+                    f"<code>step {state.global_step}/{state.max_steps} {html.escape(self.loss)}</code>"))
+
+        def on_train_end(self, args, state, control, **kwargs):
+            if self.bar is not None:
+                self.bar.close()
+            if self.display is not None:
+                from IPython.display import HTML
+
+                self.display.update(HTML(""))
+            self.bar = self.display = None
+
+    return CourseProgress()
+
+
 def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lora: bool,
         progress: bool = True) -> tuple[PreTrainedModel, str | None]:
     """Run a TRL trainer the way every stage of the course does.
@@ -74,10 +141,19 @@ def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lor
     left one, merges LoRA adapters back so the next stage gets a plain model,
     and saves the result under ``output_dir/final`` as safetensors (rank 0
     only). Returns the trained model and the checkpoint it resumed from.
+
+    transformers' own progress and log printers (a table of every logged loss
+    in a notebook, every log dict on a terminal) are replaced by one progress
+    bar that leaves nothing behind, or by nothing with ``progress=False``; the
+    log is in ``trainer.state.log_history``, for a figure.
     """
-    if not progress:  # TRL prints every log dict when tqdm is off; keep quiet instead
-        from transformers.trainer_callback import PrinterCallback
-        trainer.remove_callback(PrinterCallback)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.utils.notebook import NotebookProgressCallback
+
+    for printer in (PrinterCallback, ProgressCallback, NotebookProgressCallback):
+        trainer.remove_callback(printer)
+    if progress:
+        trainer.add_callback(_progress_callback())
     resume = last_checkpoint(output_dir)
     trainer.train(resume_from_checkpoint=resume)
     trained = trainer.model.merge_and_unload() if lora else trainer.model
