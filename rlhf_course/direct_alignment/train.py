@@ -189,7 +189,9 @@ def _reference_free(trainer_cls, config_cls, method, policy_path, tokenizer, row
     torch.manual_seed(seed)
     dataset = preference_dataset(rows, tokenizer)
     policy, _ = _policy_and_reference(policy_path, profile, need_reference=False)
-    config = trl_config(config_cls, **direct_arguments(profile, output_dir, seed, progress), **extra)
+    # remove_unused_columns=False: what these trainers need and would set themselves, logging a warning each time
+    config = trl_config(config_cls, **direct_arguments(profile, output_dir, seed, progress),
+                        **{"remove_unused_columns": False, **extra})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = trainer_cls(model=policy, args=config, train_dataset=dataset, processing_class=tokenizer,
@@ -204,7 +206,9 @@ def train_orpo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir=
     No reference model. ORPO is meant to replace SFT; here it starts from the
     SFT model, as the other methods do, so the comparison is like for like.
     """
-    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    with warnings.catch_warnings():  # TRL warns, on import, that its experimental API may change
+        warnings.simplefilter("ignore")
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     return _reference_free(ORPOTrainer, ORPOConfig, "orpo", policy_path, tokenizer, rows, profile, output_dir, seed,
                            progress, {"beta": profile.dpo.orpo_beta if beta is None else beta})
@@ -218,7 +222,9 @@ def train_simpo(policy_path, tokenizer, rows: list[dict], profile, *, output_dir
     and the chosen response must lead by ``gamma`` (β = ``profile.dpo.simpo_beta``,
     γ = ``profile.dpo.simpo_gamma`` by default).
     """
-    from trl.experimental.cpo import CPOConfig, CPOTrainer
+    with warnings.catch_warnings():  # TRL warns, on import, that its experimental API may change
+        warnings.simplefilter("ignore")
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
 
     settings = profile.dpo
     return _reference_free(CPOTrainer, CPOConfig, "simpo", policy_path, tokenizer, rows, profile, output_dir, seed,
