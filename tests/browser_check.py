@@ -9,7 +9,8 @@ fine:
 * a JavaScript console error, an uncaught exception, or a failed request (every
   request that is not for a local file is aborted: the site must work offline);
 * a plotly figure that drew no data; display math that MathJax did not typeset,
-  or typeset as an error;
+  or typeset as an error; an equation, a table or a figure that runs over the
+  right edge of the text column (at desktop width);
 * an internal link (``href``) whose file, or whose ``#anchor`` in that file, does
   not exist;
 * launch buttons (Colab, Binder) on a page that is not a lab notebook, or a lab
@@ -18,7 +19,8 @@ fine:
   table or an absolute home path.
 
 It also saves screenshots of a few pages at desktop and phone widths (into
-``<build>/screenshots``, beside ``html``), for a person to look at.
+``<build>/screenshots``, beside ``html``), for a person to look at, and fails
+on any of those pages that is wider than the screen.
 
 Chromium comes from Debian's packages (``apt-get install chromium``), driven by
 Playwright for Python; the browsers that Playwright downloads are not used.
@@ -64,7 +66,23 @@ async () => {
            && div.querySelectorAll('.trace, .hm image, .imagelayer image, .pielayer .slice').length > 0,
   }));
   const maths = Array.from(document.querySelectorAll('div.math'));
+  const article = document.querySelector('.bd-article');
+  const edge = article ? article.getBoundingClientRect().right + 2 : Infinity;
+  // an element that a scrolling box holds (overflow auto/scroll/hidden) inside the column is not over the edge
+  const contained = (e) => {
+    for (let box = e; box && box !== article; box = box.parentElement) {
+      if (box !== e && getComputedStyle(box).overflowX !== 'visible' && box.getBoundingClientRect().right <= edge) {
+        return true;
+      }
+    }
+    return false;
+  };
+  const overflowing = Array.from(document.querySelectorAll(
+      '.bd-article div.math, .bd-article mjx-container, .bd-article table, .bd-article .plotly-graph-div'))
+    .filter((e) => e.getBoundingClientRect().right > edge && !contained(e))
+    .map((e) => `${e.tagName.toLowerCase()}.${e.className}: ${e.textContent.trim().slice(0, 50)}`);
   return {
+    overflowing,
     figures,
     mathjax: !!(window.MathJax && MathJax.version),
     displayMath: maths.length,
@@ -212,6 +230,8 @@ def browser_problems(html: Path, screenshots: Path | None = None, timeout_ms: in
                     problems.append(f"{name}: display math but no MathJax on the page")
                 problems += [f"{name}: display math not typeset: {text!r}" for text in state["untypeset"][:3]]
                 problems += [f"{name}: math typeset as an error: {text!r}" for text in state["mathErrors"][:3]]
+                problems += [f"{name}: runs over the right edge of the text column: {what}"
+                             for what in state["overflowing"][:3]]
                 problems += output_problems(name, state["outputs"])
             if screenshots is not None:
                 screenshots.mkdir(parents=True, exist_ok=True)
@@ -222,6 +242,10 @@ def browser_problems(html: Path, screenshots: Path | None = None, timeout_ms: in
                     for label, viewport in (("desktop", DESKTOP), ("phone", PHONE)):
                         page.set_viewport_size(viewport)
                         _open(page, (html / name).as_uri())
+                        width = page.evaluate("() => document.documentElement.scrollWidth")
+                        if width > viewport["width"] + 1:
+                            problems.append(f"{name}: {width} px wide, wider than the {label} screen "
+                                            f"({viewport['width']} px)")
                         shot = screenshots / f"{name.replace('/', '__').removesuffix('.html')}-{label}.png"
                         page.screenshot(path=str(shot), full_page=False)
                     page.set_viewport_size(DESKTOP)
