@@ -61,3 +61,19 @@ def test_named_function_exists(path):
         pytest.fail(f"book/definitions.md names `{path}`, which does not exist: {err}")
     assert callable(obj), f"`{path}` is not a function"
     assert obj.__doc__, f"`{path}` has no docstring"
+
+
+def test_the_website_links_every_named_function_to_its_source():
+    """The book's Sphinx extension (book/_ext/course_site.py) turns each name into a link to the line where the
+    function starts, in a page of its module's source; a name it cannot place would stay a plain literal."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    try:
+        import course_site
+    finally:
+        sys.path.remove(str(ROOT / "book" / "_ext"))
+    unplaced = [path for path in _named_functions()
+                if not (".".join(path.split(".")[:2]) in PLANNED and not _exists(".".join(path.split(".")[:2])))
+                and course_site._locate(path) is None]
+    assert not unplaced, f"the website cannot link these names of book/definitions.md to their source: {unplaced}"
