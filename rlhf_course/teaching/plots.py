@@ -178,14 +178,27 @@ def setup(plotlyjs: str | None = None) -> str:
     return mode
 
 
+#: Libraries whose progress bars, log messages below errors and warnings a lab page does not show.
+LIBRARIES = ("transformers", "trl", "accelerate", "peft", "datasets", "huggingface_hub", "torch")
+
+
 def quiet_libraries() -> None:
     """No progress bars from library internals (loading weights, mapping datasets) and no library chatter.
 
     The first cell of every lab calls :func:`setup`, so this holds for the
     whole lab, before anything loads a model: a lab's page shows the bars of
-    its own long steps and what the learner needs to read, nothing else.
+    its own long steps and what the learner needs to read, nothing else. The
+    libraries' log messages below errors and the warnings they raise about
+    themselves (deprecations, experimental APIs) are silenced; a warning that
+    the course's own code or the lab's raises still shows.
     (``rlhf_course.core.models.quiet_libraries`` does the same for the stages.)
     """
+    import logging
+    import warnings
+
+    for name in LIBRARIES:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=rf"({'|'.join(LIBRARIES)})(\.|$)")
     try:
         import datasets
         import transformers
