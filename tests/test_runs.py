@@ -173,3 +173,11 @@ def test_training_leaves_no_log_in_a_notebook(kernel_env):
     texts = [[output.get("text") or "".join(output.get("data", {}).get("text/html", "")) for output in cell.outputs]
              for cell in nb.cells]
     assert [[t for t in cell if t] for cell in texts] == [["before\n", "after\n"], ["trained\n"]], texts
+
+
+def test_display_path_names_no_folder_of_the_machine(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path / "somewhere" / "runs"))
+    folder = runs.shared_dir("sft", {"a": 1}) / "final"
+    assert runs.display_path(folder) == f"runs/shared/{folder.parent.name}/final"
+    assert str(tmp_path) not in runs.display_path(folder)
+    assert runs.display_path(tmp_path / "elsewhere" / "model") == "model"

@@ -50,6 +50,16 @@ def runs_root() -> Path:
     return cache_dir() / "runs"
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` as a lab shows it: relative to the runs folder (``runs/shared/sft-…/final``), never the machine's
+    absolute path, which would name the home folder of whoever built the page."""
+    path, root = Path(path), runs_root()
+    try:
+        return str(Path("runs") / path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        return path.name
+
+
 def lab_dir(lab: str) -> Path:
     """The folder of what lab ``lab`` trains for itself (its sweeps, its own variants)."""
     return runs_root() / "labs" / lab
