@@ -173,9 +173,14 @@ def quietly(what: str) -> Iterator[None]:
     from IPython.utils.capture import capture_output
 
     status = display(HTML(f"<p><em>{html.escape(what)} (once; later labs reuse it) …</em></p>"), display_id=True)
+    captured = None
     try:
-        with capture_output(stdout=True, stderr=True, display=True):
+        with capture_output(stdout=True, stderr=True, display=True) as captured:
             yield
+    except BaseException:
+        if captured is not None:  # a training that failed shows what it printed, to find out why
+            captured.show()
+        raise
     finally:
         if status is not None:
             status.update(HTML(""))
