@@ -26,6 +26,8 @@ Loaded by ``_config.yml`` (``sphinx: local_extensions``). What it does:
   source (``_modules/...``, generated here), at the function's first line.
 * ``book/_static/course.css``: wide equations and tables scroll inside their
   column instead of overflowing or being clipped; one search field.
+  ``book/_static/course.js``: on a phone, a figure's legend goes below the plot
+  and its title is wrapped to the width.
 * **No console error on a first visit**: the theme's light/dark mode defaults to
   "auto" (pydata-sphinx-theme logs an error when it has no default).
 """
@@ -203,8 +205,10 @@ def collect_source_pages(app):
 
 def page_context(app, pagename: str, templatename: str, context: dict, doctree) -> None:
     """Plotly.js on pages with a figure, launch buttons on notebooks only, each script once."""
-    if doctree is not None and offline() and "plotly-graph-div" in context.get("body", ""):
-        app.add_js_file(PLOTLY_JS, priority=200)
+    if doctree is not None and "plotly-graph-div" in context.get("body", ""):
+        if offline():
+            app.add_js_file(PLOTLY_JS, priority=200)
+        app.add_js_file("course.js")  # a figure's phone layout
     if not str(app.env.doc2path(pagename, base=False)).endswith(".ipynb") and "header_buttons" in context:
         context["header_buttons"][:] = [b for b in context["header_buttons"] if b.get("label") != "launch-buttons"]
     seen, unique = set(), []
