@@ -14,6 +14,7 @@ argument of :func:`make_prompts` only chooses which prompts of a split are drawn
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -190,3 +191,64 @@ def make_prompts(
         out.extend(picked)
     rng.shuffle(out)
     return out
+
+
+# --------------------------------------------------------------------------- reading a prompt back
+
+
+def _template_pattern(template: str) -> re.Pattern:
+    """A template such as ``"List {n} {category}."`` as a regular expression with one named group per slot."""
+    parts = re.split(r"\{(\w+)\}", template)
+    pattern = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>.+?)" for i, part in enumerate(parts))
+    return re.compile(pattern)
+
+
+@lru_cache(maxsize=1)
+def _patterns() -> list[tuple[str, str, re.Pattern]]:
+    return [(family, t, _template_pattern(t)) for family, ts in _TEMPLATES.items() for t in ts]
+
+
+def _slots_valid(family: str, slots: dict[str, str]) -> bool:
+    """True when every slot value belongs to the toy world's vocabulary for ``family``."""
+    if family == "arithmetic":
+        a, b = slots["a"], slots["b"]
+        return (a in _DIGITS and b in _DIGITS and slots["op"] in ("plus", "minus")
+                and not (slots["op"] == "minus" and int(b) > int(a)))
+    if family == "listing":
+        return slots["n"] in ("2", "3", "4", "5") and slots["category"] in CATEGORIES
+    if family == "transform":
+        return slots["word"] in WORDS
+    return slots["tone"] in TONES and slots["message"] in MESSAGES
+
+
+_DIGITS = tuple(str(d) for d in range(1, 10))
+
+
+def parse_prompt(text: str) -> Prompt | None:
+    """The toy-world task that ``text`` asks for, or ``None`` when it asks for none.
+
+    A text is a task when it matches one of the world's templates exactly
+    (surrounding white space aside) and every slot holds a value of the
+    world's vocabulary: digits 1–9 with no negative difference, a count of
+    2–5 items of a known category, a known word, tone and message. The
+    result is the same :class:`Prompt` (id, spec, answer) that
+    :func:`all_prompts` holds, whichever split it belongs to, so a model's
+    synthetic prompt can be answered, scored by gold and checked for novelty.
+    """
+    text = text.strip()
+    for family, _, pattern in _patterns():
+        match = pattern.fullmatch(text)
+        if match and _slots_valid(family, match.groupdict()):
+            return _by_text().get(text)
+    return None
+
+
+@lru_cache(maxsize=1)
+def _by_text() -> dict[str, Prompt]:
+    return {p.text: p for family in all_prompts().values() for split in family.values() for p in split}
+
+
+@lru_cache(maxsize=1)
+def split_of() -> dict[str, str]:
+    """The split (``train``, ``validation``, ``test``) of every prompt id of the world."""
+    return {p.id: split for family in all_prompts().values() for split, ps in family.items() for p in ps}
