@@ -86,6 +86,7 @@ from rlhf_course.reward_modeling.evaluation import evaluate_reward_model, load_r
 from rlhf_course.reward_modeling.train import reward_model_from, train_reward_model
 from rlhf_course.shared_models import (load_trained_reward_model, load_trained_sft, reward_model_checkpoint,
                                        sft_checkpoint)
+from rlhf_course.toyworld import gold_rewards, training
 
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
@@ -220,7 +221,7 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
     with torch.random.fork_rng():  # measuring must not move the random state later stages train from
         pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,
-                         profile, seed=seed)
+                         profile, gold_fn=gold_rewards, seed=seed)
     rows = torch.arange(len(distinct)).repeat_interleave(repeats)  # entry k of ``prompts`` answers distinct[rows[k]]
     slices = pool.proxy[:, :repeats * n].view(len(distinct), repeats, n)  # slice j: an independent best-of-n draw
     cols = (slices.argmax(dim=2) + n * torch.arange(repeats)).flatten()
@@ -244,11 +245,12 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
     reference, extra = load_policy(sft_path, profile), {}
     if stage == "grpo":  # TRL saves it under grpo/final
-        model = train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
-                           progress=progress).model
+        model = train_grpo(sft_path, tokenizer, reward_fn, profile, prompts=training.rl_prompts(profile, seed),
+                           gold_fn=gold_rewards, output_dir=out / stage, seed=seed, progress=progress).model
     elif stage == "ppo":  # the critic starts from the reward model
         result = train_ppo(load_policy(sft_path, profile), reference, out / "rm" / "final", tokenizer, reward_fn,
-                           profile, seed=seed, progress=progress)
+                           profile, prompts=training.ppo_prompts(profile, seed), gold_fn=gold_rewards, seed=seed,
+                           progress=progress)
         model, last = result.model, result.history[-10:]
         extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
         if is_main_process():
@@ -256,10 +258,13 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
             tokenizer.save_pretrained(out / stage / "final")
     else:
         if stage == "rs_ft":  # each round is saved under rs_ft/round<r>/final; the last one also as rs_ft/final
-            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
-                                                output_dir=out / stage, seed=seed, progress=progress).model
+            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn,
+                                                training.rejection_sampling_prompts(profile, seed), profile, train_sft,
+                                                gold_fn=gold_rewards, output_dir=out / stage, seed=seed,
+                                                progress=progress).model
         else:
             model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
+                                          prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
                                           method=stage, seed=seed, progress=progress).model
         if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
@@ -293,8 +298,8 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         if reward_fn is None:
             raise FileNotFoundError(f"online_dpo labels its pairs with the reward model, but {rm_path} does not exist. "
                                     "Run the rm stage first (--stages sft,rm,dpo,online_dpo).")
-        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
-                            progress=progress, reference_path=sft_path)
+        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, seed),
+                            output_dir=out / stage, seed=seed, progress=progress, reference_path=sft_path)
     elif stage == "dpo":
         result = train_dpo(sft_path, tokenizer, toy_pairs(profile, seed, n=profile.rm.n_pairs), profile,
                            output_dir=out / stage, seed=seed, progress=progress, nll_weight=profile.dpo.nll_weight)

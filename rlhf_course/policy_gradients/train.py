@@ -6,6 +6,10 @@ advantages (:mod:`rlhf_course.policy_gradients.loss`) and a gradient step on
 :func:`~rlhf_course.policy_gradients.loss.sequence_loss`. :func:`train_grpo` and
 :func:`train_trl_rloo` run TRL's ``GRPOTrainer`` and ``RLOOTrainer`` on the same
 prompts and reward, so the two can be compared.
+
+Every trainer here takes its training prompts and its reward function as
+arguments (on the toy world, ``rlhf_course.toyworld.training.rl_prompts``), and
+logs a gold reward only through the ``gold_fn`` hook its caller passes.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,11 +27,11 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from rlhf_course.core.models import device, quiet_libraries
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import PolicyGradientResult, RewardFunction, micro_batches, rollout
+from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, RewardFunction, check_prompts, mean_gold,
+                                      micro_batches, prompt_text, rollout)
 from rlhf_course.core.sampling import token_logprobs
 from rlhf_course.core.training import lora_config
 from rlhf_course.policy_gradients.loss import reinforce_advantages, rloo_advantages, sequence_loss
-from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
 
 
 def train_policy_gradient(
@@ -35,33 +41,38 @@ def train_policy_gradient(
     reward_fn: RewardFunction,
     profile: Profile,
     *,
+    prompts: Sequence[Any],
+    gold_fn: GoldFunction | None = None,
     method: str = "rloo",
     seed: int = 0,
     progress: bool = True,
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
-    Each step samples ``profile.rl.k`` responses for ``profile.rl.prompts_per_step``
-    training prompts, subtracts ``profile.rl.beta`` × the sampled KL to
+    Each of ``profile.rl.steps`` steps samples ``profile.rl.k`` responses for the
+    next ``profile.rl.prompts_per_step`` of ``prompts`` (strings or toy-world
+    ``Prompt``s), subtracts ``profile.rl.beta`` × the sampled KL to
     ``reference`` from each reward, and takes one Adam step on
     :func:`sequence_loss`. Every step is on-policy, so no importance ratio is
-    needed (that is what PPO adds).
+    needed (that is what PPO adds). ``gold_fn``, when given, scores each
+    response for the history's ``gold_reward`` (logged, never optimised).
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
     settings, start = profile.rl, time.perf_counter()
+    check_prompts(prompts, settings.steps * settings.prompts_per_step, f"{method} ({settings.steps} steps of "
+                  f"{settings.prompts_per_step} prompts)")
     torch.manual_seed(seed)
     if profile.lora:  # train adapters only; merged back at the end so the next stage gets a plain model
         from peft import get_peft_model
 
         policy = get_peft_model(policy, lora_config(profile))
-    prompts = make_prompts("train", settings.steps * settings.prompts_per_step, seed=seed)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
     baseline, history = None, []
     for step in tqdm(range(settings.steps), desc=method, disable=not progress):
-        batch_prompts = prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step]
+        batch_prompts = list(prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step])
         roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
         shaped = roll.rewards - settings.beta * roll.kl
         if method == "rloo":
@@ -80,7 +91,7 @@ def train_policy_gradient(
             loss += part_loss.detach()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),
+        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": mean_gold(gold_fn, roll.response_prompts, roll.responses),
                         "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start})
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
@@ -102,14 +113,18 @@ def _trl_reward(reward_fn: RewardFunction):
     return reward
 
 
-def _trl_gold(prompts: list[Prompt]):
-    """The gold reward as a TRL reward function; given weight 0, so it is logged, never optimised."""
-    by_text = {p.text: p for p in prompts}
+def _trl_gold(gold_fn: GoldFunction, prompts: Sequence[Any]):
+    """The caller's gold function as a TRL reward function; given weight 0, so it is logged, never optimised.
+
+    TRL hands it prompt texts; each is mapped back to the prompt the caller
+    passed, which is what ``gold_fn`` scores.
+    """
+    by_text = {prompt_text(p): p for p in prompts}
 
     def gold(prompts, completions, **kwargs) -> list[float]:
         texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        return [gold_reward(by_text[t], a.strip()) for t, a in zip(texts, answers)]
+        return list(gold_fn([by_text[t] for t in texts], [a.strip() for a in answers]))
 
     return gold
 
@@ -135,12 +150,9 @@ def trl_rl_arguments(profile: Profile, output_dir: str | Path, seed: int = 0, pr
     return args
 
 
-def _trl_prompts(profile: Profile, seed: int) -> list[Prompt]:
-    return make_prompts("train", profile.rl.steps * profile.rl.prompts_per_step, seed=seed)
-
-
 def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward_fn: RewardFunction,
-             profile: Profile, extra: dict, output_dir, seed: int, progress: bool) -> PolicyGradientResult:
+             profile: Profile, prompts: Sequence[Any], gold_fn: GoldFunction | None, extra: dict, output_dir,
+             seed: int, progress: bool) -> PolicyGradientResult:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
@@ -148,14 +160,17 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
 
     start = time.perf_counter()
     quiet_libraries()
-    prompts = _trl_prompts(profile, seed)
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
+    settings = profile.rl
+    check_prompts(prompts, settings.steps * settings.prompts_per_step,
+                  f"{trainer_cls.__name__} ({settings.steps} steps of {settings.prompts_per_step} prompts)")
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": prompt_text(p)}]} for p in prompts])
+    reward_funcs = [_trl_reward(reward_fn)] + ([] if gold_fn is None else [_trl_gold(gold_fn, prompts)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = config_cls(**{**trl_rl_arguments(profile, output_dir, seed, progress),
-                               "reward_weights": [1.0, 0.0], **extra})
+                               "reward_weights": [1.0, 0.0][:len(reward_funcs)], **extra})
         policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32, trust_remote_code=False)
-        trainer = trainer_cls(model=policy.to(device()), reward_funcs=[_trl_reward(reward_fn), _trl_gold(prompts)],
+        trainer = trainer_cls(model=policy.to(device()), reward_funcs=reward_funcs,
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
                               peft_config=lora_config(profile) if profile.lora else None)
         trainer.add_callback(_ElapsedTime(start))
@@ -198,9 +213,13 @@ def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 
 
 def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,
-               profile: Profile, *, output_dir: str | Path = "runs/grpo", seed: int = 0,
-               progress: bool = True) -> PolicyGradientResult:
+               profile: Profile, *, prompts: Sequence[Any], gold_fn: GoldFunction | None = None,
+               output_dir: str | Path = "runs/grpo", seed: int = 0, progress: bool = True) -> PolicyGradientResult:
     """GRPO with TRL's ``GRPOTrainer``, from the model saved at ``policy_path`` (the SFT model).
+
+    Its dataset is ``prompts`` (TRL's sampler shuffles them), ``profile.rl.prompts_per_step``
+    per step for ``profile.rl.steps`` steps; ``gold_fn``, when given, is logged
+    as a zero-weight reward (``gold_reward`` in the history).
 
     The KL to the reference (the same saved model) is TRL's k3 term in the loss,
     weighted by ``profile.rl.grpo_beta`` (the advantages it sits next to are
@@ -210,14 +229,15 @@ def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, rewa
     """
     from trl import GRPOConfig, GRPOTrainer
 
-    return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile,
+    return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile, prompts, gold_fn,
                     {"scale_rewards": "group", "loss_type": "dapo", "beta": profile.rl.grpo_beta}, output_dir, seed, progress)
 
 
 def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,
-                   profile: Profile, *, output_dir: str | Path = "runs/trl_rloo", seed: int = 0,
+                   profile: Profile, *, prompts: Sequence[Any], gold_fn: GoldFunction | None = None,
+                   output_dir: str | Path = "runs/trl_rloo", seed: int = 0,
                    progress: bool = True) -> PolicyGradientResult:
-    """RLOO with TRL's ``RLOOTrainer``, from the model saved at ``policy_path``.
+    """RLOO with TRL's ``RLOOTrainer``, from the model saved at ``policy_path``, on ``prompts`` (see :func:`train_grpo`).
 
     As in :func:`train_policy_gradient` with ``method="rloo"``, the KL penalty
     (``profile.rl.beta``) is subtracted from each reward and advantages are
@@ -225,5 +245,5 @@ def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, 
     """
     from trl import RLOOConfig, RLOOTrainer
 
-    return _run_trl(RLOOTrainer, RLOOConfig, policy_path, tokenizer, reward_fn, profile,
+    return _run_trl(RLOOTrainer, RLOOConfig, policy_path, tokenizer, reward_fn, profile, prompts, gold_fn,
                     {"normalize_advantages": False}, output_dir, seed, progress)
