@@ -70,7 +70,8 @@ import torch
 
 from rlhf_course import __version__
 from rlhf_course.core.distributed import is_main_process, world_size
-from rlhf_course.core.evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
+from rlhf_course.core.evaluation import (Measurement, PolicySamples, compare_samples, eval_prompts, measure_policy,
+                                         sample_policy, win_rate)
 from rlhf_course.core.models import load_model, load_policy
 from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from rlhf_course.direct_alignment.online import online_dpo
@@ -127,25 +128,27 @@ def parse_stages(text: str | list[str] | None) -> list[str]:
     return [s for s in STAGES if s in asked or s == "base"]
 
 
-def compare(stage: str, samples: PolicySamples, others: dict[str, PolicySamples]) -> dict:
-    """Gold reward and paired win rates of a stage's samples against the base and SFT policies."""
-    others = {**others, stage: samples}  # a policy against itself: 0.5 by definition
-    entry = {"gold_reward": samples.mean, "gold_reward_stderr": samples.stderr}
-    for name in ("base", "sft"):
-        entry[f"win_rate_vs_{name}"] = win_rate(samples.rewards, others[name].rewards) if name in others else None
+def entry_of(stage: str, measured: Measurement) -> dict:
+    """A stage's results entry from its :class:`~rlhf_course.core.evaluation.Measurement`.
+
+    A policy against itself wins 0.5 by definition; against a policy this run
+    has no samples of, the win rate is ``None``.
+    """
+    rates = {**measured.win_rates, stage: 0.5}
+    entry = {"gold_reward": measured.gold_reward, "gold_reward_stderr": measured.gold_reward_stderr}
+    entry.update({f"win_rate_vs_{name}": rates.get(name) for name in ("base", "sft")})
+    if measured.proxy is not None:
+        entry["proxy_reward"] = measured.proxy_reward
     return entry
 
 
 def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile, seed: int,
             others: dict[str, PolicySamples], reward_fn=None) -> tuple[dict, PolicySamples]:
-    """Gold reward, win rates and KL of the ``stage``'s policy on the test prompts (and proxy reward if given)."""
-    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
-    entry = compare(stage, samples, others)
-    if reward_fn is not None:
-        entry["proxy_reward"] = float(reward_fn([p.text for p in prompts], samples.responses).mean())
-    entry["kl_to_ref"] = 0.0 if reference is None else kl_to_reference(
-        policy, reference, tokenizer, samples, profile.eval_batch_size)[0]
-    return entry, samples
+    """Gold reward, win rates against base and SFT, and KL of the ``stage``'s policy (and proxy reward if given)."""
+    against = {name: others[name] for name in ("base", "sft") if name in others and name != stage}
+    measured = measure_policy(policy, tokenizer, prompts, profile, seed=seed, reference=reference, against=against,
+                              reward_fn=reward_fn)
+    return {**entry_of(stage, measured), "kl_to_ref": measured.kl or 0.0}, measured.samples
 
 
 def sft_stage(base, tokenizer, prompts, profile: Profile, seed: int, out: Path,
@@ -228,7 +231,7 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in zip(rows.tolist(), cols.tolist())],
                            pool.gold[rows, cols].numpy())
     samples["bon"] = picked
-    entry = compare("bon", picked, samples)
+    entry = entry_of("bon", compare_samples(picked, {name: samples[name] for name in ("base", "sft") if name in samples}))
     candidates = [pool.candidates_of(i) for i in range(len(distinct))]
     kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
     entry.update(proxy_reward=float(pool.proxy[rows, cols].mean()), n=n,
