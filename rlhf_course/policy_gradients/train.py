@@ -3,7 +3,8 @@
 :func:`train_policy_gradient` is the loop of the Policy Gradients chapter, in one
 screen: a :func:`rlhf_course.core.rollout.rollout`, a sequence-level KL penalty,
 advantages (:mod:`rlhf_course.policy_gradients.loss`) and a gradient step on
-:func:`~rlhf_course.policy_gradients.loss.sequence_loss`. :func:`train_grpo` and
+the per-token loss, aggregated as the chapter discusses and accumulated over
+micro-batches by :func:`accumulate_gradients`. :func:`train_grpo` and
 :func:`train_trl_rloo` run TRL's ``GRPOTrainer`` and ``RLOOTrainer`` on the same
 prompts and reward, so the two can be compared.
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, Reward
                                       micro_batches, prompt_text, rollout)
 from rlhf_course.core.sampling import token_logprobs
 from rlhf_course.core.training import lora_config
-from rlhf_course.policy_gradients.loss import reinforce_advantages, rloo_advantages, sequence_loss
+from rlhf_course.policy_gradients.loss import (AGGREGATIONS, aggregate, microbatch_weight, per_token_policy_loss,
+                                               reinforce_advantages, rloo_advantages)
 
 
 def train_policy_gradient(
@@ -46,6 +48,7 @@ def train_policy_gradient(
     method: str = "rloo",
     seed: int = 0,
     progress: bool = True,
+    aggregation: str = "constant",
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
@@ -53,12 +56,24 @@ def train_policy_gradient(
     next ``profile.rl.prompts_per_step`` of ``prompts`` (strings or toy-world
     ``Prompt``s), subtracts ``profile.rl.beta`` × the sampled KL to
     ``reference`` from each reward, and takes one Adam step on
-    :func:`sequence_loss`. Every step is on-policy, so no importance ratio is
-    needed (that is what PPO adds). ``gold_fn``, when given, scores each
-    response for the history's ``gold_reward`` (logged, never optimised).
+    the per-token loss, aggregated by ``aggregation`` and accumulated over
+    micro-batches (:func:`accumulate_gradients`). Every step is on-policy, so
+    no importance ratio is needed (that is what PPO adds).
+
+    ``aggregation`` is a mode of :func:`~rlhf_course.policy_gradients.loss.aggregate`.
+    The default, ``"constant"`` with L = 1, is the sum over each response's
+    tokens averaged over the responses: the textbook estimator, and the loss
+    this loop has always used. (Dr. GRPO and TRL divide by the maximum length
+    as well; under Adam a fixed scale barely matters, except through the
+    gradient clipping at norm 1.) ``"token"`` and ``"sequence"`` weight lengths
+    differently; see the chapter.
+    ``gold_fn``, when given, scores each response for the history's
+    ``gold_reward`` (logged, never optimised).
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}.")
     settings, start = profile.rl, time.perf_counter()
     check_prompts(prompts, settings.steps * settings.prompts_per_step, f"{method} ({settings.steps} steps of "
                   f"{settings.prompts_per_step} prompts)")
@@ -82,20 +97,43 @@ def train_policy_gradient(
             advantages = reinforce_advantages(shaped, baseline)
         policy.train()
         optimizer.zero_grad()
-        loss = 0.0
-        n_rows = len(advantages)
-        for rows, part in micro_batches(roll.batch, settings.micro_batch_size):
-            share = (rows.stop - rows.start) / n_rows
-            part_loss = share * sequence_loss(token_logprobs(policy, part), advantages[rows], part["completion_mask"])
-            part_loss.backward()  # gradients accumulate over micro-batches
-            loss += part_loss.detach()
+        loss = accumulate_gradients(roll.batch, lambda rows, part: per_token_policy_loss(
+            token_logprobs(policy, part), advantages[rows]), aggregation, settings.micro_batch_size)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": mean_gold(gold_fn, roll.response_prompts, roll.responses),
-                        "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start})
+                        "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start,
+                        "length": roll.batch["completion_mask"].sum(dim=1).float().mean().item()})
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
+
+
+def accumulate_gradients(
+    batch: dict[str, torch.Tensor],
+    per_token_loss: Callable[[slice, dict[str, torch.Tensor]], torch.Tensor],
+    aggregation: str,
+    micro_batch_size: int,
+    constant: float = 1.0,
+) -> torch.Tensor:
+    """Backpropagate the batch's aggregated loss one micro-batch at a time; return the loss (detached).
+
+    ``per_token_loss(rows, part)`` gives the per-token losses of the rows
+    ``rows`` of ``batch`` (e.g. :func:`per_token_policy_loss`); each part is
+    aggregated over ``part["completion_mask"]`` and weighted by
+    :func:`microbatch_weight`, its share of the *whole batch's* normaliser
+    (tokens for ``"token"``, rows for ``"sequence"`` and ``"constant"``), so the
+    accumulated gradient is the full batch's in every mode, whatever the
+    lengths in each part. ``constant`` is L of ``"constant"`` only.
+    """
+    mask, loss = batch["completion_mask"], 0.0
+    for rows, part in micro_batches(batch, micro_batch_size):
+        part_loss = microbatch_weight(mask, rows, aggregation) * aggregate(
+            per_token_loss(rows, part), part["completion_mask"], aggregation,
+            constant if aggregation == "constant" else None)
+        part_loss.backward()  # gradients accumulate over micro-batches
+        loss += part_loss.detach()
+    return loss
 
 
 # ----------------------------------------------------------------------------- TRL-backed: GRPO and RLOO
