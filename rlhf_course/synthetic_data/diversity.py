@@ -57,12 +57,14 @@ def distinct_item_sets(prompts: list, responses: list[str]) -> float:
     return distinct_answers(list(ids), [tuple(sorted(s)) for s in sets])
 
 
-def diversity_report(model, tokenizer, prompts: list, profile, *, samples: int = 8, seed: int = 0) -> dict[str, float]:
+def diversity_report(model, tokenizer, prompts: list, profile, *, samples: int = 8, seed: int = 0,
+                     gold_fn=None) -> dict[str, float]:
     """Sample ``samples`` answers per prompt (temperature 1) and measure them.
 
     Returns the three diversity measures (``distinct_answers``,
     ``distinct_2grams``, ``distinct_item_sets``, the last on the listing
-    prompts among ``prompts``) and the mean ``gold`` reward of the answers.
+    prompts among ``prompts``) and, with a ``gold_fn`` (the toy world's
+    ``gold_rewards``), the mean ``gold`` reward of the answers.
     Sampling runs under a forked random state, so measuring changes nothing
     that follows.
     """
@@ -70,14 +72,15 @@ def diversity_report(model, tokenizer, prompts: list, profile, *, samples: int =
     import torch
 
     from rlhf_course.core.sampling import generate
-    from rlhf_course.toyworld import gold_reward
 
     with torch.random.fork_rng():
         answers = generate(model, tokenizer, [p.text for p in prompts], n=samples,
                            max_new_tokens=profile.max_new_tokens, temperature=1.0,
                            batch_size=max(profile.eval_batch_size, samples), seed=seed)
     repeated = [p for p in prompts for _ in range(samples)]
-    return {"distinct_answers": distinct_answers([p.id for p in repeated], answers),
-            "distinct_2grams": distinct_ngrams(answers, 2),
-            "distinct_item_sets": distinct_item_sets(repeated, answers),
-            "gold": float(np.mean([gold_reward(p, a) for p, a in zip(repeated, answers)]))}
+    report = {"distinct_answers": distinct_answers([p.id for p in repeated], answers),
+              "distinct_2grams": distinct_ngrams(answers, 2),
+              "distinct_item_sets": distinct_item_sets(repeated, answers)}
+    if gold_fn is not None:
+        report["gold"] = float(np.mean(gold_fn(repeated, answers)))
+    return report

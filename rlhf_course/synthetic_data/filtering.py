@@ -16,8 +16,9 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
+from rlhf_course.core.rollout import GoldFunction, RewardFunction
 from rlhf_course.core.sampling import generate
-from rlhf_course.toyworld import Prompt, gold_reward
+from rlhf_course.toyworld import Prompt
 
 
 def best_verified(scores: torch.Tensor, passed: torch.Tensor) -> torch.Tensor:
@@ -56,7 +57,7 @@ class FilteredAnswers:
     candidates: list[str]  # prompt i's answers at positions i*k … i*k+k−1
     scores: torch.Tensor  # (prompts, k) reward-model scores
     passed: torch.Tensor  # (prompts, k) verifier verdicts
-    gold: torch.Tensor  # (prompts, k) gold rewards, to measure the filter, never to filter
+    gold: torch.Tensor | None  # (prompts, k) gold rewards, to measure the filter, never to filter
     kept: torch.Tensor  # (prompts,) index of the kept answer, -1 for a dropped prompt
 
     @property
@@ -67,6 +68,8 @@ class FilteredAnswers:
 
     def summary(self) -> dict[str, float]:
         """Share of prompts kept, and the mean gold reward of all answers, of the first answer and of the kept."""
+        if self.gold is None:
+            raise ValueError("These answers have no gold rewards; pass gold_fn to filtered_answers to record them.")
         kept = self.kept >= 0
         picked = self.gold[kept.nonzero().squeeze(1), self.kept[kept]]
         return {"kept_share": float(kept.float().mean()), "gold_all": float(self.gold.mean()),
@@ -78,10 +81,11 @@ def filtered_answers(
     tokenizer: PreTrainedTokenizerBase,
     prompts: list[Prompt],
     k: int,
-    reward_fn: Callable[[list[str], list[str]], torch.Tensor],
+    reward_fn: RewardFunction,
     profile: Profile,
     *,
     verifier: Callable[[Prompt, str], bool] | None = None,
+    gold_fn: GoldFunction | None = None,
     select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = best_verified,
     seed: int = 0,
 ) -> FilteredAnswers:
@@ -90,12 +94,14 @@ def filtered_answers(
     ``reward_fn(prompt_texts, responses)`` scores the answers (the reward
     model); ``verifier(prompt, response)`` checks those with an exact answer;
     ``select(scores, passed)`` picks (the lab passes the learner's filter).
+    ``gold_fn``, when given, scores every answer for ``gold``: measured, never
+    used to filter.
     """
     texts = [p.text for p in prompts]
     candidates = generate(teacher, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens, temperature=1.0,
                           batch_size=max(profile.eval_batch_size, k), seed=seed)
     scores = reward_fn([t for t in texts for _ in range(k)], candidates).float().view(len(prompts), k)
     passed = verifier_mask(prompts, candidates, k, verifier)
-    gold = torch.tensor([gold_reward(p, c) for i, p in enumerate(prompts)
-                         for c in candidates[i * k:(i + 1) * k]]).view(len(prompts), k)
+    gold = None if gold_fn is None else torch.tensor(
+        gold_fn([p for p in prompts for _ in range(k)], candidates), dtype=torch.float).view(len(prompts), k)
     return FilteredAnswers(prompts, k, candidates, scores, passed, gold, select(scores, passed))
