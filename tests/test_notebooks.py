@@ -27,6 +27,14 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 # lab (notebook stem) -> metric -> (comparison, threshold), checked on profile tiny. CI runs every lab at seed 0;
 # a threshold must also hold at seed 1 (RLHF_COURSE_SKIP_REAL_BOOK=1 RLHF_COURSE_LAB_SEED=1 pytest ... -k <lab>).
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
+    # Synthetic data (provisional, seed 0 only for the distillation; see the report): the base model writes valid
+    # toy-world tasks after the pre-query template (seeds 0 / 1: 0.94 / -), some new and some from the test split;
+    # self-training on unfiltered samples at temperature 0.7 loses diversity (distinct answers per prompt fall
+    # 0.28 / 0.22 over three generations) and keeping the real data loses less (fall difference ~0.2 / 0.18).
+    "synthetic_data": {"prompts_valid_share": (">=", 0.8), "prompts_new_share": (">=", 0.06),
+                       "prompts_test_share": (">=", 0.02), "replace_diversity_fall": (">=", 0.12),
+                       "replace_minus_accumulate_fall": (">=", 0.08), "student_win_rate_vs_demos": (">=", 0.55),
+                       "student_minus_demos_gold": (">=", 0.2)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.63), "gold_drop_from_flawed_demos": (">=", 0.5)},
