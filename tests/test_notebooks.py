@@ -27,14 +27,16 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 # lab (notebook stem) -> metric -> (comparison, threshold), checked on profile tiny. CI runs every lab at seed 0;
 # a threshold must also hold at seed 1 (RLHF_COURSE_SKIP_REAL_BOOK=1 RLHF_COURSE_LAB_SEED=1 pytest ... -k <lab>).
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
-    # Synthetic data (provisional, seed 0 only for the distillation; see the report): the base model writes valid
-    # toy-world tasks after the pre-query template (seeds 0 / 1: 0.94 / -), some new and some from the test split;
-    # self-training on unfiltered samples at temperature 0.7 loses diversity (distinct answers per prompt fall
-    # 0.28 / 0.22 over three generations) and keeping the real data loses less (fall difference ~0.2 / 0.18).
+    # Synthetic data. The base model writes toy-world tasks after the pre-query template (valid 0.94 / 0.94 on seeds
+    # 0 / 1, new 0.12 / 0.12, from the test split 0.06 / 0.06, dropped); self-training on unfiltered samples at
+    # temperature 0.7 loses diversity (distinct answers per prompt fall 0.28 / 0.22 over three generations) and
+    # keeping the real data loses less (difference 0.27 / 0.18). The distilled student beats the student of as many
+    # human demonstrations: gold +1.23, win rate 0.73 at seed 0; seed 1 not yet measured (its RLOO teacher was not
+    # cached in time), so these two thresholds are set well below the seed-0 values.
     "synthetic_data": {"prompts_valid_share": (">=", 0.8), "prompts_new_share": (">=", 0.06),
                        "prompts_test_share": (">=", 0.02), "replace_diversity_fall": (">=", 0.12),
-                       "replace_minus_accumulate_fall": (">=", 0.08), "student_win_rate_vs_demos": (">=", 0.55),
-                       "student_minus_demos_gold": (">=", 0.2)},
+                       "replace_minus_accumulate_fall": (">=", 0.08), "student_win_rate_vs_demos": (">=", 0.6),
+                       "student_minus_demos_gold": (">=", 0.5)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.63), "gold_drop_from_flawed_demos": (">=", 0.5)},
