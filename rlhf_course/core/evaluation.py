@@ -131,3 +131,30 @@ def samples_table(prompts: list[Prompt], columns: dict[str, PolicySamples], n: i
             row[name] = f"{samples.responses[i]}  [{samples.rewards[i]:.2f}]"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased estimate of pass@k from ``n`` samples of which ``c`` are correct (Chen et al., 2021).
+
+    pass@k is the chance that at least one of k samples is correct. From n ≥ k
+    samples with c correct, 1 − C(n−c, k)/C(n, k) estimates it without bias:
+    the probability that a random k-subset of the n contains a correct one.
+    The ratio is computed as the product ∏_{i=n−c+1}^{n} (1 − k/i), which
+    never forms the huge binomials.
+    """
+    if not (isinstance(n, (int, np.integer)) and isinstance(c, (int, np.integer)) and isinstance(k, (int, np.integer))):
+        raise ValueError(f"n, c and k must be integers; got n={n!r}, c={c!r}, k={k!r}.")
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"Need 0 <= c <= n and 1 <= k <= n (k samples drawn from n); got n={n}, c={c}, k={k}.")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
+
+
+def mean_pass_at_k(correct: np.ndarray, k: int) -> float:
+    """pass@k averaged over prompts, from a ``(prompts, n)`` table of correct (1) and wrong (0) samples."""
+    table = np.asarray(correct)
+    if table.ndim != 2:
+        raise ValueError(f"correct must be a (prompts, n) table; got shape {table.shape}.")
+    n = table.shape[1]
+    return float(np.mean([pass_at_k(n, int(c), k) for c in (table > 0).sum(axis=1)]))

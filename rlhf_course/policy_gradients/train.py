@@ -35,6 +35,7 @@ def train_policy_gradient(
     reward_fn: RewardFunction,
     profile: Profile,
     *,
+    prompts: list[Prompt] | None = None,
     method: str = "rloo",
     seed: int = 0,
     progress: bool = True,
@@ -45,7 +46,9 @@ def train_policy_gradient(
     training prompts, subtracts ``profile.rl.beta`` × the sampled KL to
     ``reference`` from each reward, and takes one Adam step on
     :func:`sequence_loss`. Every step is on-policy, so no importance ratio is
-    needed (that is what PPO adds).
+    needed (that is what PPO adds). ``prompts`` are the training prompts, taken
+    in order, ``prompts_per_step`` a step (cycled when there are fewer than the
+    steps need); by default, fresh toy-world training prompts.
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
@@ -55,7 +58,12 @@ def train_policy_gradient(
         from peft import get_peft_model
 
         policy = get_peft_model(policy, lora_config(profile))
-    prompts = make_prompts("train", settings.steps * settings.prompts_per_step, seed=seed)
+    needed = settings.steps * settings.prompts_per_step
+    if prompts is None:
+        prompts = make_prompts("train", needed, seed=seed)
+    elif not prompts:
+        raise ValueError("prompts is empty; pass the training prompts (or None for toy-world ones).")
+    prompts = [prompts[i % len(prompts)] for i in range(needed)]
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
@@ -135,12 +143,19 @@ def trl_rl_arguments(profile: Profile, output_dir: str | Path, seed: int = 0, pr
     return args
 
 
-def _trl_prompts(profile: Profile, seed: int) -> list[Prompt]:
-    return make_prompts("train", profile.rl.steps * profile.rl.prompts_per_step, seed=seed)
+def _trl_prompts(profile: Profile, seed: int, prompts: list[Prompt] | None = None) -> list[Prompt]:
+    """The training prompts, ``steps × prompts_per_step`` of them: ``prompts`` cycled, or fresh toy-world ones."""
+    needed = profile.rl.steps * profile.rl.prompts_per_step
+    if prompts is None:
+        return make_prompts("train", needed, seed=seed)
+    if not prompts:
+        raise ValueError("prompts is empty; pass the training prompts (or None for toy-world ones).")
+    return [prompts[i % len(prompts)] for i in range(needed)]
 
 
 def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward_fn: RewardFunction,
-             profile: Profile, extra: dict, output_dir, seed: int, progress: bool) -> PolicyGradientResult:
+             profile: Profile, extra: dict, output_dir, seed: int, progress: bool,
+             prompts: list[Prompt] | None = None) -> PolicyGradientResult:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
@@ -148,7 +163,7 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
 
     start = time.perf_counter()
     quiet_libraries()
-    prompts = _trl_prompts(profile, seed)
+    prompts = _trl_prompts(profile, seed, prompts)
     dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -198,8 +213,8 @@ def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 
 
 def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,
-               profile: Profile, *, output_dir: str | Path = "runs/grpo", seed: int = 0,
-               progress: bool = True) -> PolicyGradientResult:
+               profile: Profile, *, prompts: list[Prompt] | None = None, output_dir: str | Path = "runs/grpo",
+               seed: int = 0, progress: bool = True) -> PolicyGradientResult:
     """GRPO with TRL's ``GRPOTrainer``, from the model saved at ``policy_path`` (the SFT model).
 
     The KL to the reference (the same saved model) is TRL's k3 term in the loss,
@@ -211,7 +226,8 @@ def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, rewa
     from trl import GRPOConfig, GRPOTrainer
 
     return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile,
-                    {"scale_rewards": "group", "loss_type": "dapo", "beta": profile.rl.grpo_beta}, output_dir, seed, progress)
+                    {"scale_rewards": "group", "loss_type": "dapo", "beta": profile.rl.grpo_beta}, output_dir, seed, progress,
+                    prompts)
 
 
 def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,

@@ -109,6 +109,8 @@ def rejection_sampling_finetune(
     *,
     rounds: int | None = None,
     keep: str = "top",
+    prompts: list[Prompt] | None = None,
+    min_reward: float | None = None,
     output_dir: str | Path = "runs/rs_ft",
     seed: int = 0,
     progress: bool = True,
@@ -121,6 +123,12 @@ def rejection_sampling_finetune(
     :func:`rlhf_course.instruction_tuning.train_sft` with ``profile.rs``'s learning rate and
     epochs; each round starts from the previous round's policy and draws fresh
     training prompts. ``policy`` is trained in place.
+
+    ``prompts``, when given, replaces the toy-world training prompts: round r
+    takes the next ``profile.rs.n_prompts`` of them (cycled). ``min_reward``
+    drops kept responses scored below it, so with a verifier's 0/1 reward only
+    verified answers are trained on: expert iteration, or STaR without
+    rationalisation.
     """
     if keep not in ("top", "random"):
         raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
@@ -129,12 +137,17 @@ def rejection_sampling_finetune(
         profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
     history = []
     for r in range(rounds or settings.rounds):
-        prompts = make_prompts("train", settings.n_prompts, seed=seed * 1000 + 100 + r)
-        pool = best_of_n(policy, tokenizer, reward_fn, prompts, settings.n, profile, seed=seed * 1000 + r)
+        round_prompts = make_prompts("train", settings.n_prompts, seed=seed * 1000 + 100 + r) if prompts is None \
+            else [prompts[(r * settings.n_prompts + i) % len(prompts)] for i in range(settings.n_prompts)]
+        pool = best_of_n(policy, tokenizer, reward_fn, round_prompts, settings.n, profile, seed=seed * 1000 + r)
         picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
             else select_random_k(pool.proxy, settings.keep_k, seed=seed * 1000 + r)
         rows = [{"prompt": p.text, "completion": pool.candidates_of(i)[j]}
-                for i, p in enumerate(prompts) for j in picked[i].tolist()]
+                for i, p in enumerate(round_prompts) for j in picked[i].tolist()
+                if min_reward is None or pool.proxy[i, j] >= min_reward]
+        if not rows:
+            raise ValueError(f"Round {r + 1} kept no responses: none scored min_reward={min_reward} or more. "
+                             "Lower min_reward or sample more (profile.rs.n).")
         random.Random(seed + r).shuffle(rows)
         result = train_sft(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
                            seed=seed + r, progress=progress)
