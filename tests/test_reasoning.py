@@ -150,3 +150,45 @@ def test_mean_pass_at_k_averages_over_prompts():
     assert mean_pass_at_k(table, 2) == pytest.approx((0.5 + 0 + 1) / 3)
     with pytest.raises(ValueError, match="prompts, n"):
         mean_pass_at_k(np.zeros(4), 1)
+
+
+# ----------------------------------------------------------------------------- the RLVR stage on a tiny model
+
+
+def test_train_rlvr_trains_on_the_given_prompts_without_kl_and_measures_on_schedule(tiny_policy):
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import get_profile
+    from rlhf_course.reasoning import rlvr_profile, train_rlvr
+    from rlhf_course.toyworld import make_prompts
+
+    path, tokenizer = tiny_policy
+    profile = rlvr_profile(get_profile("tiny"), prompts_per_step=3, k=2, beta=0.5)
+    prompts = make_prompts("train", 5, seed=0, families=("arithmetic",))
+    seen: list[str] = []
+
+    def reward(texts, responses):
+        seen.extend(texts)
+        return verifier_reward(prompts, "additive")(texts, responses)
+
+    measured = []
+    result = train_rlvr(load_policy(path, profile), load_policy(path, profile), tokenizer, prompts, reward, profile,
+                        steps=4, seed=0, evaluate=lambda policy: measured.append(policy) or float(len(measured)),
+                        eval_every=2, progress=False)
+    assert set(seen) <= {p.text for p in prompts} and len(seen) == 4 * 3 * 2   # 12 prompts taken, cycled over 5
+    assert [step for step, _ in result.curve] == [0, 2, 4] and [v for _, v in result.curve] == [1.0, 2.0, 3.0]
+    assert [h["step"] for h in result.history] == [1, 2, 3, 4]
+    assert all(0 <= h["gold_reward"] <= 4.5 for h in result.history)
+
+
+def test_train_rlvr_grpo_runs_on_the_given_prompts(tiny_policy, tmp_path):
+    from rlhf_course.core.profiles import get_profile
+    from rlhf_course.reasoning import rlvr_profile, train_rlvr_grpo
+    from rlhf_course.toyworld import make_prompts
+
+    path, tokenizer = tiny_policy
+    prompts = make_prompts("train", 4, seed=0, families=("transform",))
+    result = train_rlvr_grpo(path, tokenizer, prompts, verifier_reward(prompts, "gated"),
+                             rlvr_profile(get_profile("tiny"), prompts_per_step=2, k=2), steps=2, output_dir=tmp_path,
+                             progress=False)
+    assert [h["step"] for h in result.history] == [1, 2]
+    assert all(0 <= h["proxy_reward"] <= 1 for h in result.history)
