@@ -12,7 +12,7 @@ import torch
 from rlhf_course.core.evaluation import mean_pass_at_k, pass_at_k
 from rlhf_course.reasoning import (Verdict, additive, binary, filter_by_difficulty, gated, lenient_listing_verdict,
                                    solve_rates, verifier_reward, verify, zero_advantage_groups, zero_advantage_share)
-from rlhf_course.toyworld import Prompt, gold_attributes
+from rlhf_course.toyworld import Prompt, gold_attributes, gold_rewards
 
 PLUS = Prompt("arithmetic/What is 3 plus 4?", "arithmetic", "What is 3 plus 4?", {"a": 3, "b": 4, "op": "plus"}, "7")
 MINUS = Prompt("arithmetic/Compute 5 minus 5.", "arithmetic", "Compute 5 minus 5.", {"a": 5, "b": 5, "op": "minus"},
@@ -172,7 +172,7 @@ def test_train_rlvr_trains_on_the_given_prompts_without_kl_and_measures_on_sched
 
     measured = []
     result = train_rlvr(load_policy(path, profile), load_policy(path, profile), tokenizer, prompts, reward, profile,
-                        steps=4, seed=0, evaluate=lambda policy: measured.append(policy) or float(len(measured)),
+                        steps=4, gold_fn=gold_rewards, seed=0, evaluate=lambda policy: measured.append(policy) or float(len(measured)),
                         eval_every=2, progress=False)
     assert set(seen) <= {p.text for p in prompts} and len(seen) == 4 * 3 * 2   # 12 prompts taken, cycled over 5
     assert [step for step, _ in result.curve] == [0, 2, 4] and [v for _, v in result.curve] == [1.0, 2.0, 3.0]
@@ -192,3 +192,19 @@ def test_train_rlvr_grpo_runs_on_the_given_prompts(tiny_policy, tmp_path):
                              progress=False)
     assert [h["step"] for h in result.history] == [1, 2]
     assert all(0 <= h["proxy_reward"] <= 1 for h in result.history)
+
+
+def test_expert_iteration_refuses_a_round_with_no_verified_answer(tiny_policy):
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import apply_overrides, get_profile
+    from rlhf_course.rejection_sampling import rejection_sampling_finetune
+    from rlhf_course.toyworld import make_prompts
+
+    path, tokenizer = tiny_policy
+    profile = apply_overrides(get_profile("tiny"), ["rs.n=2"])
+    prompts = make_prompts("train", 3, seed=0, families=("arithmetic",))
+    never = verifier_reward(prompts, lambda verdict: 0.0)  # nothing is ever verified
+    with pytest.raises(ValueError, match="kept no responses"):
+        rejection_sampling_finetune(load_policy(path, profile), tokenizer, never, [prompts], profile,
+                                    lambda *args, **kwargs: pytest.fail("fine-tuned on unverified answers"),
+                                    min_reward=1.0, progress=False)

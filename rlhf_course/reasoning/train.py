@@ -19,7 +19,7 @@ from pathlib import Path
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import PolicyGradientResult, RewardFunction
+from rlhf_course.core.rollout import GoldFunction, PolicyGradientResult, RewardFunction
 from rlhf_course.policy_gradients.train import train_grpo, train_policy_gradient
 from rlhf_course.toyworld import Prompt
 
@@ -59,16 +59,28 @@ def _measured(reward_fn: RewardFunction, policy: PreTrainedModel, evaluate: Call
     return reward
 
 
+def _cycled(prompts: list[Prompt], profile: Profile) -> list[Prompt]:
+    """``prompts`` repeated in order until there is one for every slot of ``steps × prompts_per_step``."""
+    if not prompts:
+        raise ValueError("prompts is empty; pass the training prompts of the RLVR run.")
+    needed = profile.rl.steps * profile.rl.prompts_per_step
+    return [prompts[i % len(prompts)] for i in range(needed)]
+
+
 def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerBase,
                prompts: list[Prompt], reward_fn: RewardFunction, profile: Profile, *, steps: int | None = None,
-               beta: float = 0.0, seed: int = 0, evaluate: Callable[[PreTrainedModel], float] | None = None,
-               eval_every: int = 0, progress: bool = True) -> RLVRResult:
+               beta: float = 0.0, aggregation: str = "constant", gold_fn: GoldFunction | None = None, seed: int = 0,
+               evaluate: Callable[[PreTrainedModel], float] | None = None, eval_every: int = 0,
+               progress: bool = True) -> RLVRResult:
     """RLOO on ``prompts`` with a verifier's ``reward_fn`` and KL penalty ``beta`` (0 by default); ``policy`` trains in place.
 
     ``steps`` (default ``profile.rl.steps``) steps of ``profile.rl.prompts_per_step``
     prompts × ``profile.rl.k`` samples; prompts are taken in order and
-    cycled. With ``evaluate`` and ``eval_every > 0``, ``evaluate(policy)`` is
-    recorded every ``eval_every`` steps and after the last (``curve``).
+    cycled (a filtered pool may be smaller than a run). ``aggregation`` is how
+    per-token losses are summed (see :func:`rlhf_course.policy_gradients.loss.aggregate`);
+    ``gold_fn`` is logged, never optimised. With ``evaluate`` and
+    ``eval_every > 0``, ``evaluate(policy)`` is recorded every ``eval_every``
+    steps and after the last (``curve``).
     """
     if profile.lora and evaluate is not None:
         raise ValueError("evaluate during training needs the policy trained in place; it is not with LoRA. "
@@ -77,8 +89,9 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     curve: list[tuple[int, float]] = []
     if evaluate is not None and eval_every > 0:
         reward_fn = _measured(reward_fn, policy, evaluate, eval_every, curve)
-    result = train_policy_gradient(policy, reference, tokenizer, reward_fn, settings, prompts=prompts, method="rloo",
-                                   seed=seed, progress=progress)
+    result = train_policy_gradient(policy, reference, tokenizer, reward_fn, settings, prompts=_cycled(prompts, settings),
+                                   gold_fn=gold_fn, method="rloo", seed=seed, progress=progress,
+                                   aggregation=aggregation)
     if curve:
         curve.append((settings.rl.steps, evaluate(result.model)))
     return RLVRResult(result.model, result.history, result.seconds, curve)
@@ -86,8 +99,9 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
 
 def train_rlvr_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt],
                     reward_fn: RewardFunction, profile: Profile, *, steps: int | None = None, beta: float = 0.0,
-                    output_dir: str | Path = "runs/rlvr_grpo", seed: int = 0,
+                    gold_fn: GoldFunction | None = None, output_dir: str | Path = "runs/rlvr_grpo", seed: int = 0,
                     progress: bool = True) -> PolicyGradientResult:
     """The same stage through TRL's ``GRPOTrainer`` (group-normalised advantages), KL weight ``beta`` (0 by default)."""
-    return train_grpo(policy_path, tokenizer, reward_fn, rlvr_profile(profile, steps=steps, beta=beta),
-                      prompts=prompts, output_dir=output_dir, seed=seed, progress=progress)
+    settings = rlvr_profile(profile, steps=steps, beta=beta)
+    return train_grpo(policy_path, tokenizer, reward_fn, settings, prompts=_cycled(prompts, settings), gold_fn=gold_fn,
+                      output_dir=output_dir, seed=seed, progress=progress)
