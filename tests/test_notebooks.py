@@ -91,10 +91,15 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # it on gold (seed 0: +1.08 proxy, -1.46 gold; seed 1: +0.93, -1.46); a larger beta holds the policy closer to SFT.
     # The estimator exercise reproduces the chapter's Gaussian table (k1's std 20x the KL at sigma 0.1, k2's bias 25%
     # at sigma 1, k1 and k3 unbiased), and k1 is negative on many real tokens (0.42 and 0.50 of them).
-    # RLVR (RLOO against the gated verifier, no KL) raises held-out pass@1 much more than pass@16; the lenient listing
-    # verifier is hacked: its acceptance rises while gold's format falls. Thresholds from seeds 0 and 1 (see below).
-    "reasoning": {"rlvr_pass1_gain": (">=", 0.1), "pass1_gain_minus_passk_gain": (">=", 0.05),
-                  "lenient_reward_gain": (">=", 0.1), "lenient_gold_format_drop": (">=", 0.2)},
+    # RLVR (RLOO against the gated verifier, no KL, 30 steps) raises held-out pass@1 (seeds 0 / 1: +0.27 / +0.24) far
+    # more than pass@16 (+0.07 / +0.10; the difference 0.20 / 0.14); the lenient listing verifier is hacked: its
+    # acceptance rises (+0.33 / +0.33) while gold's format falls (-0.56 / -0.58) and the gold reward does not rise
+    # (-0.10 / -0.11). Measured, not asserted because they do not hold on tiny: gated vs additive gold correctness
+    # (-0.03 / -0.01), difficulty filtering's steps to 0.4 pass@1 (10 vs 10, 20 vs 15), expert iteration vs RLVR
+    # (pass@1 0.61 vs 0.51, 0.54 vs 0.50), constant vs mean-per-sequence aggregation (seed 1: +0.01).
+    "reasoning": {"rlvr_pass1_gain": (">=", 0.15), "pass1_gain_minus_passk_gain": (">=", 0.05),
+                  "lenient_reward_gain": (">=", 0.2), "lenient_gold_format_drop": (">=", 0.3),
+                  "lenient_gold_change": ("<=", 0.1)},
     "regularization": {"beta0_proxy_excess": (">=", 0.3), "beta0_gold_deficit": (">=", 0.5),
                        "kl_drop_beta0_to_largest": (">=", 5.0), "synthetic_k1_std_over_kl_sigma0_1": (">=", 15.0),
                        "synthetic_k2_bias_over_kl_sigma1": (">=", 0.2),
