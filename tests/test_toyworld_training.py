@@ -54,3 +54,16 @@ def test_the_gold_hook_scores_each_response_to_the_prompt_beside_it():
     assert gold_rewards(prompts, responses)[0] == pytest.approx(GOLD_MAX)
     with pytest.raises(ValueError, match="one prompt per response; got 3 prompts and 2 responses"):
         gold_rewards(prompts, responses[:2])
+
+
+def test_trainers_with_rounds_say_when_they_get_a_flat_list():
+    from rlhf_course.direct_alignment import online_dpo
+    from rlhf_course.rejection_sampling import rejection_sampling_finetune
+
+    flat = make_prompts("train", 4, seed=0)
+    with pytest.raises(ValueError, match="one non-empty list of prompts per round.*got a flat list of prompts"):
+        online_dpo("unused", None, None, get_profile("tiny"), prompts=flat)
+    with pytest.raises(ValueError, match="got rounds of sizes \\[4, 0\\]"):
+        rejection_sampling_finetune(None, None, None, [flat, []], get_profile("tiny"), None)
+    with pytest.raises(ValueError, match="got a flat list of prompts"):
+        rejection_sampling_finetune(None, None, None, ["What is 2 plus 3?"], get_profile("tiny"), None)
