@@ -13,16 +13,16 @@ rest of an evaluation on it.) The chapter's public names are importable from her
 """
 
 from .contamination import ngram_overlap, ngrams, perturbed_sibling, perturbed_siblings, template_of, with_template
-from .leaderboard import (AnnotatorJudge, PairwiseJudge, ScoreJudge, Votes, bradley_terry_from_counts, leaderboard,
+from .leaderboard import (AnnotatorJudge, agreement, PairwiseJudge, ScoreJudge, Votes, bradley_terry_from_counts, leaderboard,
                           pairwise_votes, rank_agreement, win_counts)
-from .metrics import (Interval, bootstrap_interval, exact_match, exact_match_by_family, mean_pass_at_k,
+from .metrics import (AATest, Interval, aa_test, bootstrap_interval, exact_match, exact_match_by_family, mean_pass_at_k,
                       paired_bootstrap, paired_outcomes, paired_win_rate, pass_at_k, required_prompts,
                       simulated_power)
 
 __all__ = [
     "ngram_overlap", "ngrams", "perturbed_sibling", "perturbed_siblings", "template_of", "with_template",
-    "AnnotatorJudge", "PairwiseJudge", "ScoreJudge", "Votes", "bradley_terry_from_counts", "leaderboard",
+    "AnnotatorJudge", "agreement", "PairwiseJudge", "ScoreJudge", "Votes", "bradley_terry_from_counts", "leaderboard",
     "pairwise_votes", "rank_agreement", "win_counts",
-    "Interval", "bootstrap_interval", "exact_match", "exact_match_by_family", "mean_pass_at_k", "paired_bootstrap",
+    "AATest", "Interval", "aa_test", "bootstrap_interval", "exact_match", "exact_match_by_family", "mean_pass_at_k", "paired_bootstrap",
     "paired_outcomes", "paired_win_rate", "pass_at_k", "required_prompts", "simulated_power",
 ]

@@ -30,7 +30,7 @@ from rlhf_course.evaluation.metrics import Interval
 from rlhf_course.toyworld import Annotator, Prompt
 from rlhf_course.what_are_preferences import fit_bradley_terry, kendall_tau, log_strength_to_elo
 
-__all__ = ["AnnotatorJudge", "PairwiseJudge", "ScoreJudge", "Votes", "bradley_terry_from_counts", "leaderboard",
+__all__ = ["AnnotatorJudge", "agreement", "PairwiseJudge", "ScoreJudge", "Votes", "bradley_terry_from_counts", "leaderboard",
            "pairwise_votes", "rank_agreement", "win_counts"]
 
 
@@ -118,6 +118,9 @@ def _check_pairs(prompts: list, completions: list[list[str]]) -> None:
 class Votes:
     """A judge's votes: vote ``v`` compared policies ``first[v]`` and ``second[v]`` on prompt ``prompt[v]``.
 
+    ``prompt`` holds cluster indices ``0 .. n_prompts - 1`` (distinct prompts),
+    the unit that intervals resample.
+
     ``winner[v]`` is 0 when the first won, 1 when the second did, -1 for a tie.
     """
 
@@ -133,6 +136,31 @@ class Votes:
         """Share of votes that were ties."""
         return float(np.mean(self.winner == -1))
 
+    def restrict(self, prompts: Sequence[int]) -> "Votes":
+        """The votes on the given prompts (cluster indices) only, the prompts renumbered from 0."""
+        keep = np.asarray(sorted(set(int(p) for p in prompts)))
+        if keep.size == 0 or keep.min() < 0 or keep.max() >= self.n_prompts:
+            raise ValueError(f"restrict needs prompt indices in 0..{self.n_prompts - 1}; got {list(prompts)[:5]}...")
+        mask = np.isin(self.prompt, keep)
+        return Votes(self.names, len(keep), self.first[mask], self.second[mask],
+                     np.searchsorted(keep, self.prompt[mask]), self.winner[mask])
+
+
+def agreement(votes: Votes, reference: Votes) -> float:
+    """Share of the reference's decisive votes on which the judge picked the same winner (a judge's tie: half).
+
+    The two must be votes on the same schedule (the same prompts, pairs and
+    order), as :func:`pairwise_votes` gives for the same inputs.
+    """
+    if votes.names != reference.names or len(votes.winner) != len(reference.winner) or \
+            not (np.array_equal(votes.first, reference.first) and np.array_equal(votes.prompt, reference.prompt)):
+        raise ValueError("agreement needs two judges' votes on the same schedule of prompts and pairs.")
+    decisive = reference.winner >= 0
+    if not decisive.any():
+        raise ValueError("the reference judge tied every vote; there is nothing to agree with.")
+    same = (votes.winner == reference.winner) + 0.5 * (votes.winner == -1)
+    return float(same[decisive].mean())
+
 
 def pairwise_votes(
     judge: PairwiseJudge,
@@ -140,6 +168,7 @@ def pairwise_votes(
     responses: Mapping[str, Sequence[str]],
     pairs: Sequence[tuple[str, str]] | None = None,
     seed: int = 0,
+    clusters: Sequence | None = None,
 ) -> Votes:
     """Ask ``judge`` about every pair of policies on every prompt (an arena with a balanced schedule).
 
@@ -147,7 +176,9 @@ def pairwise_votes(
     Which answer is shown first is decided by a coin for each vote, as arenas
     do, so a judge that favours a position cannot favour a policy; votes are
     mapped back to the policies afterwards. ``pairs`` restricts the schedule
-    (default: all pairs).
+    (default: all pairs). When a prompt appears several times, ``clusters[t]``
+    names the prompt of entry ``t`` (e.g. its id), so that intervals resample
+    prompts, not answers.
     """
     names = tuple(responses)
     if len(names) < 2:
@@ -173,7 +204,14 @@ def pairwise_votes(
              for i, j, t, s in zip(first, second, prompt_index, swapped)]
     raw = np.asarray(judge.judge([prompts[t] for t in prompt_index], shown), dtype=np.int64)
     winner = np.where((raw >= 0) & swapped, 1 - raw, raw)
-    return Votes(names, len(prompts), np.array(first), np.array(second), np.array(prompt_index), winner)
+    if clusters is None:
+        cluster_of, n_clusters = np.arange(len(prompts)), len(prompts)
+    elif len(clusters) != len(prompts):
+        raise ValueError(f"clusters must name one cluster per prompt; got {len(clusters)} for {len(prompts)} prompts.")
+    else:
+        uniques, cluster_of = np.unique(np.asarray([str(c) for c in clusters]), return_inverse=True)
+        n_clusters = len(uniques)
+    return Votes(names, n_clusters, np.array(first), np.array(second), cluster_of[np.array(prompt_index)], winner)
 
 
 def _per_prompt_counts(votes: Votes) -> np.ndarray:

@@ -27,7 +27,7 @@ import numpy as np
 from rlhf_course.core.evaluation import pass_at_k
 from rlhf_course.toyworld import FAMILIES, Prompt, gold_attributes
 
-__all__ = ["Interval", "bootstrap_interval", "exact_match", "exact_match_by_family", "mean_pass_at_k",
+__all__ = ["AATest", "Interval", "aa_test", "bootstrap_interval", "exact_match", "exact_match_by_family", "mean_pass_at_k",
            "paired_bootstrap", "paired_outcomes", "paired_win_rate", "pass_at_k", "required_prompts",
            "simulated_power"]
 
@@ -231,3 +231,57 @@ def simulated_power(
         se = draws.std(axis=1, ddof=1) / math.sqrt(n)
         rejected += int(np.sum(np.abs(draws.mean(axis=1) - null) > z * se))
     return rejected / n_trials
+
+
+# ---------------------------------------------------------------------------
+# A/A tests
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AATest:
+    """Many A/A comparisons of one policy with itself: their win-rate intervals and how often they cover 1/2."""
+
+    intervals: list[Interval]
+
+    @property
+    def coverage(self) -> float:
+        """Share of the intervals that contain 0.5, the true win rate of a policy against itself."""
+        return float(np.mean([i.covers(0.5) for i in self.intervals]))
+
+    @property
+    def nominal(self) -> float:
+        """The coverage the intervals claim."""
+        return self.intervals[0].level
+
+
+def aa_test(
+    scores: np.ndarray,
+    clusters: Sequence | None = None,
+    *,
+    n_splits: int = 400,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> AATest:
+    """A/A tests from one set of samples: each split pits two of a prompt's samples against each other.
+
+    ``scores[i]`` holds the scores of ``m >= 2`` samples of one policy on row
+    ``i``'s prompt. Each split draws, for every row, two different samples at
+    random, calls one "A" and the other "B", and computes A's win rate against
+    B with :func:`paired_win_rate`. A and B are the same policy, so the true
+    win rate is exactly 1/2 whatever the pool holds, and a correct interval
+    should contain it in a share ``level`` of the splits.
+    """
+    table = np.asarray(scores, dtype=np.float64)
+    if table.ndim != 2 or table.shape[1] < 2 or table.shape[0] < 2:
+        raise ValueError(f"scores must have shape (prompts, samples) with at least 2 of each; got {table.shape}.")
+    rng = np.random.default_rng(seed)
+    rows = np.arange(len(table))
+    intervals = []
+    for split in range(n_splits):
+        first = rng.integers(0, table.shape[1], len(table))
+        second = (first + rng.integers(1, table.shape[1], len(table))) % table.shape[1]  # never the same sample
+        intervals.append(paired_win_rate(table[rows, first], table[rows, second], clusters, n_boot=n_boot,
+                                         level=level, seed=seed * 100_003 + split))
+    return AATest(intervals)
