@@ -225,7 +225,7 @@ def test_ngram_overlap_on_hand_written_texts():
     assert ngram_overlap(test, train, n=3).tolist() == [1.0, 0.0, 1.0, 0.0]
     # with 2-grams the template leaks: "what is" and "plus 4" are shared by the innocent sibling
     assert ngram_overlap(test[3:], train, n=2)[0] == pytest.approx(2 / 4)
-    # a text shorter than n counts as one n-gram of itself
-    assert ngram_overlap(["quick brown"], train, n=5).tolist() == [0.0]
+    # a text shorter than n is looked up whole, anywhere in the training text
+    assert ngram_overlap(["quick brown", "brown quick"], train, n=5).tolist() == [1.0, 0.0]
     with pytest.raises(ValueError, match="lists of texts"):
         ngram_overlap("the quick brown fox", train)

@@ -122,6 +122,9 @@ def ngrams(text: str, n: int) -> set[tuple[str, ...]]:
 def ngram_overlap(test_texts: Sequence[str], train_texts: Sequence[str], n: int = 8) -> np.ndarray:
     """For each test text, the share of its word n-grams that occur anywhere in ``train_texts``.
 
+    A test text shorter than ``n`` words is looked up whole, as a run of words
+    anywhere in the training texts.
+
     1 means every n-gram of the test text was seen in training, 0 none. A test
     text is usually flagged as contaminated above a threshold (the GPT-3
     report flagged any shared 13-gram; prompts of a few words need a
@@ -130,11 +133,15 @@ def ngram_overlap(test_texts: Sequence[str], train_texts: Sequence[str], n: int 
     """
     if isinstance(test_texts, str) or isinstance(train_texts, str):
         raise ValueError("ngram_overlap takes lists of texts; wrap a single text in a list.")
-    seen: set[tuple[str, ...]] = set()
-    for text in train_texts:
-        seen |= ngrams(text, n)
+    seen: dict[int, set[tuple[str, ...]]] = {}  # the training n-grams of each length needed
     out = []
     for text in test_texts:
         grams = ngrams(text, n)
-        out.append(len(grams & seen) / len(grams) if grams else 0.0)
+        if not grams:
+            out.append(0.0)
+            continue
+        length = len(next(iter(grams)))  # n, or the whole text when it is shorter
+        if length not in seen:
+            seen[length] = set().union(*(ngrams(t, length) for t in train_texts)) if train_texts else set()
+        out.append(len(grams & seen[length]) / len(grams))
     return np.array(out)
