@@ -97,7 +97,7 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                        "synthetic_unbiased_max_abs_bias_over_kl": ("<=", 0.2),
                        "real_token_k1_share_negative": (">=", 0.2)},
     # Evaluation (issue 22). The judge that agrees best with gold on held-out votes (the gold-validated judge) ranks the
-    # six policies as gold does; A/A intervals cover 1/2 about as often as claimed (400 A/A tests from one pool); the
+    # six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does; A/A intervals cover 1/2 about as often as claimed (400 A/A tests from one pool); the
     # power formula's prompt count gives about the asked-for power in simulation; training on the leaked test prompts
     # opens a test-vs-sibling accuracy gap that is absent before. Measured (seeds 0 / 1): see the seed file.
     "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.6), "aa_coverage_error": ("<=", 0.03),
