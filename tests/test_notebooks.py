@@ -100,7 +100,7 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does; A/A intervals cover 1/2 about as often as claimed (400 A/A tests from one pool); the
     # power formula's prompt count gives about the asked-for power in simulation; training on the leaked test prompts
     # opens a test-vs-sibling accuracy gap that is absent before. Measured (seeds 0 / 1): see the seed file.
-    "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.6), "aa_coverage_error": ("<=", 0.03),
+    "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.5), "aa_coverage_error": ("<=", 0.03),
                    "power_error": ("<=", 0.05), "contamination_gap_before_abs": ("<=", 0.12),
                    "contamination_gap_after": (">=", 0.2), "contamination_gap_opened": (">=", 0.2)},
 }
