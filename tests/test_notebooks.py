@@ -96,13 +96,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                        "synthetic_k2_bias_over_kl_sigma1": (">=", 0.2),
                        "synthetic_unbiased_max_abs_bias_over_kl": ("<=", 0.2),
                        "real_token_k1_share_negative": (">=", 0.2)},
-    # Evaluation (issue 22). The judge that agrees best with gold on held-out votes (the gold-validated judge) ranks the
-    # six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does; A/A intervals cover 1/2 about as often as claimed (400 A/A tests from one pool); the
-    # power formula's prompt count gives about the asked-for power in simulation; training on the leaked test prompts
-    # opens a test-vs-sibling accuracy gap that is absent before. Measured (seeds 0 / 1): see the seed file.
+    # Evaluation (issue 22). The judge that agrees best with gold on held-out votes (the careful annotator on both
+    # seeds) ranks the six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does (Kendall
+    # tau, seeds 0 / 1: 1.0 / 0.73; one step of tau is 0.13); 400 A/A intervals cover 1/2 at 0.958 / 0.960 (nominal
+    # 0.95); the power formula's n gives simulated power 0.785 / 0.779 (asked 0.8); training on the leaked test
+    # prompts opens a test-vs-sibling accuracy gap of +0.49 / +0.46, from -0.005 / -0.023 before.
     "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.5), "aa_coverage_error": ("<=", 0.03),
                    "power_error": ("<=", 0.05), "contamination_gap_before_abs": ("<=", 0.12),
-                   "contamination_gap_after": (">=", 0.2), "contamination_gap_opened": (">=", 0.2)},
+                   "contamination_gap_after": (">=", 0.25), "contamination_gap_opened": (">=", 0.25)},
 }
 
 LAB_SEED = int(os.environ.get("RLHF_COURSE_LAB_SEED", "0"))  # the SEED a lab runs with when executed on its own
