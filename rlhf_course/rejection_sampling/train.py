@@ -33,7 +33,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import GoldFunction, RewardFunction, prompt_text
+from rlhf_course.core.rollout import GoldFunction, RewardFunction, check_rounds, prompt_text
 from rlhf_course.core.sampling import generate
 from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
 
@@ -146,9 +146,7 @@ def rejection_sampling_finetune(
     """
     if keep not in ("top", "random"):
         raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
-    if not prompts or any(len(batch) == 0 for batch in prompts):
-        raise ValueError("rejection_sampling_finetune needs one non-empty list of prompts per round; "
-                         f"got {[len(batch) for batch in prompts]}.")
+    check_rounds(prompts, "rejection_sampling_finetune")
     settings, start = profile.rs, time.perf_counter()
     sft_profile = profile.replace(sft=dataclasses.replace(
         profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
