@@ -76,6 +76,11 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # implicit reward orders its training pairs as labelled (0.81 / 0.80) and held-out pairs as gold does (0.76 /
     # 0.75; the reward model 0.78 / 0.78); a larger beta holds the policy closer to SFT. (The accuracy TRL logs on
     # the last training batches read 0.83 / 0.67: too noisy to assert.)
+    # Style (provisional until measured on seeds 0 and 1): length control shrinks how far padding moves a policy's
+    # win rate under a length-loving judge, ranks at least as gold does, and a length-only policy wins under the judge
+    # and loses under gold.
+    "style": {"gameability_cut": (">=", 1.2), "tau_lc_minus_raw": (">=", 0.0),
+              "length_only_judge_win_rate": (">=", 0.53), "length_only_gold_win_rate": ("<=", 0.45)},
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),

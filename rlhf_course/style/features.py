@@ -86,3 +86,13 @@ def style_differences(responses: list[str], baseline: list[str], features: tuple
         else:
             columns.append(torch.tensor((mine["phrase"] - theirs["phrase"]).to_numpy(), dtype=torch.float64))
     return torch.stack(columns, dim=1) if columns else torch.zeros(len(responses), 0, dtype=torch.float64)
+
+
+def length_reward(prompts: list[str], responses: list[str], cap: int = 24) -> torch.Tensor:
+    """A reward that is length and nothing else: words of each response (at most ``cap``) divided by 4.
+
+    The reward function of the Style lab's length-only policy: a caricature of
+    a reward model that has learned only its annotators' taste for long
+    answers. ``prompts`` are ignored (a reward function's signature).
+    """
+    return torch.tensor([min(n_words(r), cap) / 4 for r in responses], dtype=torch.float32)
