@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from rlhf_course import style
+from rlhf_course.evaluation import ScoreJudge
 from rlhf_course.style import checks
 from rlhf_course.teaching.checking import ExerciseError
 from rlhf_course.toyworld import gold_reward, make_prompts
@@ -80,10 +81,11 @@ def test_malformed_input_errors_say_what_is_wrong():
         style.controlled_win_rates({"a": torch.ones(1)}, {"b": ["x"]}, ["y"])
 
 
-def test_score_judge_picks_the_higher_score_and_ties():
-    judge = style.ScoreJudge(lambda prompts, responses: [float(len(r)) for r in responses])
-    assert judge.judge([None] * 3, [["aa", "a"], ["a", "aa"], ["a", "b"]]) == [0, 1, -1]
-    assert style.outcomes(judge, [None] * 3, ["aa", "a", "a"], ["a", "aa", "b"]).tolist() == [1.0, 0.0, 0.5]
+def test_outcomes_map_verdicts_to_wins_losses_and_ties():
+    judge = ScoreJudge(lambda prompts, responses: [float(len(r)) for r in responses])
+    assert style.outcomes(judge, ["p"] * 3, ["aa", "a", "a"], ["a", "aa", "b"]).tolist() == [1.0, 0.0, 0.5]
+    with pytest.raises(ValueError, match="paired"):
+        style.outcomes(judge, ["p"], ["a", "b"], ["c"])
 
 
 def test_ledger_splits_a_known_score_exactly():

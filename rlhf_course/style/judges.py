@@ -1,62 +1,30 @@
-"""Pairwise judges built from a score: gold, a simulated annotator, or the reward model.
+"""The judges of the Style lab, built on the evaluation harness's pairwise judges.
 
-They follow the pairwise-judge convention of the course (TRL's former
+Judges follow the course's pairwise convention (TRL's former
 ``BasePairwiseJudge``): ``judge(prompts, completions)`` returns, for each
-prompt, the index (0 or 1) of the preferred of its two completions, or -1
-when the judge cannot decide. A :class:`ScoreJudge` prefers the completion
-with the higher score; with a temperature it samples its verdict from the
-Bradley–Terry probability ``σ(Δscore / temperature)``, like the toy world's
-annotators.
+prompt, 0 or 1 for the preferred of its two completions, or -1 when the judge
+cannot decide. The judges themselves are :class:`rlhf_course.evaluation.ScoreJudge`
+(the higher score wins) and :class:`rlhf_course.evaluation.AnnotatorJudge` (a
+simulated annotator's Bradley–Terry vote); this module supplies the scores
+and the length-loving judge, and turns verdicts into the outcomes a
+length-controlled regression fits.
 """
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 
-from rlhf_course.toyworld import Annotator, Prompt, default_annotators, gold_reward
+from rlhf_course.evaluation import AnnotatorJudge, ScoreJudge
+from rlhf_course.toyworld import Prompt, default_annotators, gold_reward
 
-ScoreFunction = Callable[[list[Prompt], list[str]], Sequence[float]]
-
-
-class ScoreJudge:
-    """A pairwise judge that compares two completions by a score."""
-
-    def __init__(self, score_fn: ScoreFunction, temperature: float = 0.0, seed: int = 0) -> None:
-        if temperature < 0 or math.isnan(temperature):
-            raise ValueError(f"temperature must be >= 0; got {temperature}.")
-        self.score_fn, self.temperature, self.rng = score_fn, temperature, random.Random(f"judge/{seed}")
-
-    def judge(self, prompts: list[Prompt], completions: list[list[str]], shuffle_order: bool = True) -> list[int]:
-        """For each prompt, 0 or 1 for the preferred completion, -1 for a tie (at temperature 0)."""
-        if len(prompts) != len(completions) or any(len(pair) != 2 for pair in completions):
-            raise ValueError("judge needs one pair [completion_0, completion_1] for each prompt; got "
-                             f"{len(completions)} entries for {len(prompts)} prompts.")
-        first = list(self.score_fn(prompts, [a for a, _ in completions]))
-        second = list(self.score_fn(prompts, [b for _, b in completions]))
-        verdicts = []
-        for a, b in zip(first, second):
-            if self.temperature == 0:
-                verdicts.append(0 if a > b else 1 if b > a else -1)
-            else:
-                p_first = 1.0 / (1.0 + math.exp(-(a - b) / self.temperature))
-                verdicts.append(0 if self.rng.random() < p_first else 1)
-        return verdicts
+ScoreFunction = Callable[[list[Prompt], list[str]], list[float]]
 
 
 def gold_scores(prompts: list[Prompt], responses: list[str]) -> list[float]:
     """The gold reward of each response."""
     return [gold_reward(p, r) for p, r in zip(prompts, responses)]
-
-
-def annotator_scores(annotator: Annotator) -> ScoreFunction:
-    """An annotator's utility (gold attributes with its weights, plus its length and phrase biases) as a score."""
-    def scores(prompts: list[Prompt], responses: list[str]) -> list[float]:
-        return [annotator.utility(p, r) for p, r in zip(prompts, responses)]
-    return scores
 
 
 def reward_model_scores(reward_fn: Callable[[list[str], list[str]], torch.Tensor]) -> ScoreFunction:
@@ -71,14 +39,14 @@ def gold_judge() -> ScoreJudge:
     return ScoreJudge(gold_scores)
 
 
-def length_loving_judge(seed: int = 0, temperature: float = 0.5) -> ScoreJudge:
-    """A judge with the toy world's ``verbose_fan`` taste: the gold attributes plus 0.15 per word.
+def length_loving_judge(seed: int = 0) -> AnnotatorJudge:
+    """A judge with the toy world's ``verbose_fan`` taste: the gold attributes plus 0.15 utility per word.
 
     It is one of the four annotators whose labels trained the course's reward
-    model, used here as an evaluator, as an LLM judge with a length bias would be.
+    model, used here as an evaluator, as an LLM judge with a length bias would
+    be. Its votes are Bradley–Terry draws at the annotator's temperature (0.5).
     """
-    fan = next(a for a in default_annotators() if a.name == "verbose_fan")
-    return ScoreJudge(annotator_scores(fan), temperature=temperature, seed=seed)
+    return AnnotatorJudge(next(a for a in default_annotators() if a.name == "verbose_fan"), seed=seed)
 
 
 def outcomes(judge, prompts: list[Prompt], responses: list[str], baseline: list[str]) -> torch.Tensor:

@@ -3,7 +3,6 @@
 :func:`style_leaderboard` judges every policy's responses against the same
 baseline responses with a (biased) judge and with gold, and fits one
 length-controlled (or style-controlled) regression over all of them.
-:func:`kendall_tau` says how well a judge's ranking agrees with gold's.
 :func:`pipeline_style_rows` does the same for the stages saved by
 ``rlhf-course pipeline`` (which stores models, not samples: each stage is
 sampled again on the test prompts).
@@ -11,7 +10,6 @@ sampled again on the test prompts).
 
 from __future__ import annotations
 
-from itertools import combinations
 from pathlib import Path
 
 import pandas as pd
@@ -33,16 +31,6 @@ def style_leaderboard(judge, prompts: list[Prompt], responses: dict[str, list[st
     truth = gold_judge()
     table["gold"] = [float(outcomes(truth, prompts, responses[n], baseline).mean()) for n in table.index]
     return table, fit
-
-
-def kendall_tau(x: list[float] | pd.Series, y: list[float] | pd.Series) -> float:
-    """Kendall's rank correlation (tau-a): concordant minus discordant pairs over all pairs; ties count 0."""
-    x, y = list(x), list(y)
-    if len(x) != len(y) or len(x) < 2:
-        raise ValueError(f"kendall_tau needs two paired lists of at least two values; got {len(x)} and {len(y)}.")
-    pairs = list(combinations(range(len(x)), 2))
-    sign = lambda v: (v > 0) - (v < 0)  # noqa: E731
-    return sum(sign(x[i] - x[j]) * sign(y[i] - y[j]) for i, j in pairs) / len(pairs)
 
 
 def pipeline_style_rows(out_dir: str | Path, profile, seed: int = 0) -> pd.DataFrame:
