@@ -70,7 +70,8 @@ import torch
 
 from rlhf_course import __version__
 from rlhf_course.core.distributed import is_main_process, world_size
-from rlhf_course.core.evaluation import PolicySamples, eval_prompts, kl_to_reference, sample_policy, win_rate
+from rlhf_course.core.evaluation import (Measurement, PolicySamples, compare_samples, eval_prompts, measure_policy,
+                                         sample_policy, win_rate)
 from rlhf_course.core.models import load_model, load_policy
 from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from rlhf_course.direct_alignment.online import online_dpo
@@ -86,6 +87,7 @@ from rlhf_course.reward_modeling.evaluation import evaluate_reward_model, load_r
 from rlhf_course.reward_modeling.train import reward_model_from, train_reward_model
 from rlhf_course.shared_models import (load_trained_reward_model, load_trained_sft, reward_model_checkpoint,
                                        sft_checkpoint)
+from rlhf_course.toyworld import gold_rewards, training
 
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
@@ -126,25 +128,27 @@ def parse_stages(text: str | list[str] | None) -> list[str]:
     return [s for s in STAGES if s in asked or s == "base"]
 
 
-def compare(stage: str, samples: PolicySamples, others: dict[str, PolicySamples]) -> dict:
-    """Gold reward and paired win rates of a stage's samples against the base and SFT policies."""
-    others = {**others, stage: samples}  # a policy against itself: 0.5 by definition
-    entry = {"gold_reward": samples.mean, "gold_reward_stderr": samples.stderr}
-    for name in ("base", "sft"):
-        entry[f"win_rate_vs_{name}"] = win_rate(samples.rewards, others[name].rewards) if name in others else None
+def entry_of(stage: str, measured: Measurement) -> dict:
+    """A stage's results entry from its :class:`~rlhf_course.core.evaluation.Measurement`.
+
+    A policy against itself wins 0.5 by definition; against a policy this run
+    has no samples of, the win rate is ``None``.
+    """
+    rates = {**measured.win_rates, stage: 0.5}
+    entry = {"gold_reward": measured.gold_reward, "gold_reward_stderr": measured.gold_reward_stderr}
+    entry.update({f"win_rate_vs_{name}": rates.get(name) for name in ("base", "sft")})
+    if measured.proxy is not None:
+        entry["proxy_reward"] = measured.proxy_reward
     return entry
 
 
 def measure(stage: str, policy, reference, tokenizer, prompts, profile: Profile, seed: int,
             others: dict[str, PolicySamples], reward_fn=None) -> tuple[dict, PolicySamples]:
-    """Gold reward, win rates and KL of the ``stage``'s policy on the test prompts (and proxy reward if given)."""
-    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
-    entry = compare(stage, samples, others)
-    if reward_fn is not None:
-        entry["proxy_reward"] = float(reward_fn([p.text for p in prompts], samples.responses).mean())
-    entry["kl_to_ref"] = 0.0 if reference is None else kl_to_reference(
-        policy, reference, tokenizer, samples, profile.eval_batch_size)[0]
-    return entry, samples
+    """Gold reward, win rates against base and SFT, and KL of the ``stage``'s policy (and proxy reward if given)."""
+    against = {name: others[name] for name in ("base", "sft") if name in others and name != stage}
+    measured = measure_policy(policy, tokenizer, prompts, profile, seed=seed, reference=reference, against=against,
+                              reward_fn=reward_fn)
+    return {**entry_of(stage, measured), "kl_to_ref": measured.kl or 0.0}, measured.samples
 
 
 def sft_stage(base, tokenizer, prompts, profile: Profile, seed: int, out: Path,
@@ -220,14 +224,14 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
     with torch.random.fork_rng():  # measuring must not move the random state later stages train from
         pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,
-                         profile, seed=seed)
+                         profile, gold_fn=gold_rewards, seed=seed)
     rows = torch.arange(len(distinct)).repeat_interleave(repeats)  # entry k of ``prompts`` answers distinct[rows[k]]
     slices = pool.proxy[:, :repeats * n].view(len(distinct), repeats, n)  # slice j: an independent best-of-n draw
     cols = (slices.argmax(dim=2) + n * torch.arange(repeats)).flatten()
     picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in zip(rows.tolist(), cols.tolist())],
                            pool.gold[rows, cols].numpy())
     samples["bon"] = picked
-    entry = compare("bon", picked, samples)
+    entry = entry_of("bon", compare_samples(picked, {name: samples[name] for name in ("base", "sft") if name in samples}))
     candidates = [pool.candidates_of(i) for i in range(len(distinct))]
     kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
     entry.update(proxy_reward=float(pool.proxy[rows, cols].mean()), n=n,
@@ -244,11 +248,12 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
     reference, extra = load_policy(sft_path, profile), {}
     if stage == "grpo":  # TRL saves it under grpo/final
-        model = train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
-                           progress=progress).model
+        model = train_grpo(sft_path, tokenizer, reward_fn, profile, prompts=training.rl_prompts(profile, seed),
+                           gold_fn=gold_rewards, output_dir=out / stage, seed=seed, progress=progress).model
     elif stage == "ppo":  # the critic starts from the reward model
         result = train_ppo(load_policy(sft_path, profile), reference, out / "rm" / "final", tokenizer, reward_fn,
-                           profile, seed=seed, progress=progress)
+                           profile, prompts=training.ppo_prompts(profile, seed), gold_fn=gold_rewards, seed=seed,
+                           progress=progress)
         model, last = result.model, result.history[-10:]
         extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
         if is_main_process():
@@ -256,10 +261,13 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
             tokenizer.save_pretrained(out / stage / "final")
     else:
         if stage == "rs_ft":  # each round is saved under rs_ft/round<r>/final; the last one also as rs_ft/final
-            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, profile,
-                                                output_dir=out / stage, seed=seed, progress=progress).model
+            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn,
+                                                training.rejection_sampling_prompts(profile, seed), profile, train_sft,
+                                                gold_fn=gold_rewards, output_dir=out / stage, seed=seed,
+                                                progress=progress).model
         else:
             model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
+                                          prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
                                           method=stage, seed=seed, progress=progress).model
         if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
@@ -293,8 +301,8 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         if reward_fn is None:
             raise FileNotFoundError(f"online_dpo labels its pairs with the reward model, but {rm_path} does not exist. "
                                     "Run the rm stage first (--stages sft,rm,dpo,online_dpo).")
-        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, output_dir=out / stage, seed=seed,
-                            progress=progress, reference_path=sft_path)
+        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, seed),
+                            output_dir=out / stage, seed=seed, progress=progress, reference_path=sft_path)
     elif stage == "dpo":
         result = train_dpo(sft_path, tokenizer, toy_pairs(profile, seed, n=profile.rm.n_pairs), profile,
                            output_dir=out / stage, seed=seed, progress=progress, nll_weight=profile.dpo.nll_weight)

@@ -30,6 +30,7 @@ from rlhf_course.policy_gradients.train import train_policy_gradient
 from rlhf_course.preference_data.toy import toy_preferences
 from rlhf_course.reward_modeling.evaluation import load_reward_function, load_reward_model
 from rlhf_course.reward_modeling.train import RewardModelResult, reward_model_from, train_reward_model
+from rlhf_course.toyworld import gold_rewards, training
 
 
 def sft_settings(profile: Profile, seed: int = 0) -> dict:
@@ -130,8 +131,9 @@ def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool =
 
     def train(folder: Path) -> dict:
         result = train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile), tokenizer,
-                                       load_reward_function(rm_path, tokenizer, profile), profile, method=method,
-                                       seed=seed, progress=progress)
+                                       load_reward_function(rm_path, tokenizer, profile), profile,
+                                       prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
+                                       method=method, seed=seed, progress=progress)
         result.model.save_pretrained(folder / "final", safe_serialization=True)
         tokenizer.save_pretrained(folder / "final")
         return {"history": result.history, "train_seconds": result.seconds}

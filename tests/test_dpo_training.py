@@ -18,7 +18,7 @@ from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.core.sampling import completion_logprobs
 from rlhf_course.preference_data import toy_pairs, unpaired_dataset
 from rlhf_course.reward_modeling import reward_function, reward_model_from
-from rlhf_course.toyworld import make_prompts
+from rlhf_course.toyworld import make_prompts, training
 
 SMALL = ["dpo.n_pairs=48", "dpo.batch_size=8", "dpo.grad_accum=1", "dpo.epochs=3", "dpo.learning_rate=0.0005"]
 
@@ -116,8 +116,8 @@ def test_online_dpo_trains_each_round_against_the_sft_reference(tiny_policy, tmp
     profile = apply_overrides(get_profile("tiny"), SMALL + ["dpo.online_prompts=16", "dpo.online_k=4",
                                                             "dpo.online_epochs=1"])
     reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
-    result = dpo.online_dpo(path, tokenizer, reward_fn, profile, rounds=2, output_dir=tmp_path, seed=0,
-                            progress=False)
+    result = dpo.online_dpo(path, tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, 0, 2),
+                            output_dir=tmp_path, seed=0, progress=False)
     assert [r["round"] for r in result.rounds] == [1, 2] and all(r["pairs"] > 0 for r in result.rounds)
     assert all(r["mean_reward_gap"] > 0 for r in result.rounds)
     for r in (1, 2):
@@ -152,8 +152,8 @@ def test_online_dpo_can_start_from_another_model_than_its_reference(tiny_policy,
 
     monkeypatch.setattr(trl, "DPOTrainer", Recording)
     reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
-    dpo.online_dpo(tmp_path / "start", tokenizer, reward_fn, profile, rounds=1, output_dir=tmp_path / "online",
-                   seed=0, progress=False, reference_path=path)
+    dpo.online_dpo(tmp_path / "start", tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, 0, 1),
+                   output_dir=tmp_path / "online", seed=0, progress=False, reference_path=path)
     sft, moved = load_policy(path, profile).state_dict(), start.state_dict()
     assert all(torch.equal(seen[0]["ref_model"][k], sft[k]) for k in sft), "the reference is reference_path"
     assert all(torch.equal(seen[0]["model"][k], moved[k]) for k in moved), "round 1 starts from policy_path"

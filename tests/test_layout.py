@@ -12,9 +12,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
 CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
             "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation",
             "style")
-# Rejection-sampling fine-tuning runs the instruction-tuning stage on the kept samples; it will take the
-# fine-tuning function as an argument when the trainers take their data as arguments (issue 19, later step).
-KNOWN_TRAINER_IMPORTS = {("rejection_sampling", "rlhf_course.instruction_tuning.train")}
+KNOWN_TRAINER_IMPORTS: set[tuple[str, str]] = set()  # (chapter, other chapter's trainer) allowed to be imported
+# Trainers take their prompts and reward as arguments and log gold only through a hook their caller passes,
+# so no stage draws toy-world prompts or scores the gold reward itself. These modules are not trainers: they
+# make the toy-world data and demonstrations the labs and the pipeline pass in, or measure a policy against it.
+TOY_WORLD_EDGES = {
+    "core/evaluation.py": "measures a policy on held-out toy-world prompts by gold reward",
+    "instruction_tuning/data.py": "the toy-world demonstrations SFT is given",
+    "preference_data/toy.py": "the toy-world preference rows the reward model and DPO are given",
+    "preference_data/annotation.py": "the annotation exercise's toy-world pairs and their hidden gold",
+    "what_are_preferences/preference_models.py": "toy-world responses ranked by gold, for the chapter's figures",
+    "optimization_rl/objective.py": "the exact response space of one toy-world prompt, scored by gold",
+    "reward_modeling/outcome.py": "toy-world prompts with one exact answer, for the outcome-reward lab",
+}
+TOY_WORLD_CALLS = {"make_prompts", "gold_reward"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -74,3 +85,39 @@ def test_no_module_is_left_at_an_old_path():
            "profiles", "models", "sampling", "evaluation", "runs", "results", "plots", "history", "cli", "doctor",
            "benchmark", "footprint", "student", "policy_gradients", "ppo", "rejection_sampling", "regularization"}
     assert not {p.stem for p in PACKAGE.glob("*.py")} & old
+
+
+def toy_world_calls(path: Path) -> set[str]:
+    """Names in ``TOY_WORLD_CALLS`` that a file calls, as ``name(...)`` or ``module.name(...)``."""
+    called = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", None)
+            if name in TOY_WORLD_CALLS:
+                called.add(name)
+    return called
+
+
+def test_toy_world_calls_are_found_however_they_are_written(tmp_path):
+    source = tmp_path / "stage.py"
+    source.write_text("from x import make_prompts\nimport y\nprompts = make_prompts('train', 4)\n"
+                      "score = y.toyworld.gold_reward(p, r)\nmake_prompts_later = 1\n", encoding="utf-8")
+    assert toy_world_calls(source) == {"make_prompts", "gold_reward"}
+    source.write_text("def f(make_prompts):\n    return gold_rewards(p, r)\n", encoding="utf-8")
+    assert toy_world_calls(source) == set()
+
+
+@pytest.mark.parametrize("folder", ("core", *CHAPTERS))
+def test_no_trainer_draws_toy_world_prompts_or_scores_gold(folder):
+    for path in sorted((PACKAGE / folder).glob("*.py")):
+        where = f"{folder}/{path.name}"
+        if where in TOY_WORLD_EDGES:
+            assert path.name not in ("train.py", "online.py", "rollout.py"), f"{where} is a trainer"
+            continue
+        assert not toy_world_calls(path), (
+            f"{where} calls {sorted(toy_world_calls(path))}: a trainer takes its prompts as an argument "
+            "(toyworld.training gives the toy world's) and logs gold through its gold_fn hook")
+
+
+def test_every_toy_world_edge_still_exists():
+    assert all((PACKAGE / where).is_file() for where in TOY_WORLD_EDGES), "drop moved modules from TOY_WORLD_EDGES"

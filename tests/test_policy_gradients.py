@@ -82,7 +82,7 @@ from rlhf_course.core import models
 from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.core.rollout import rollout
 from rlhf_course.policy_gradients import train_grpo, train_policy_gradient, train_trl_rloo
-from rlhf_course.toyworld import make_prompts
+from rlhf_course.toyworld import gold_rewards, make_prompts, training
 
 
 def _short_answers(prompts: list[str], responses: list[str]) -> torch.Tensor:
@@ -114,20 +114,28 @@ def test_from_scratch_policy_gradient_raises_a_simple_reward(tiny_policy, method
     profile = apply_overrides(get_profile("tiny"), ["rl.steps=30", "rl.prompts_per_step=16", "rl.learning_rate=1e-3",
                                                     "rl.beta=0.0"])
     policy, reference = load_policy(path, profile), load_policy(path, profile)
-    result = train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method=method, progress=False)
+    prompts = [p.text for p in training.rl_prompts(profile, seed=0)]  # any prompts: plain strings, no gold to log
+    result = train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, prompts=prompts,
+                                   method=method, progress=False)
     first = np.mean([h["proxy_reward"] for h in result.history[:5]])
     last = np.mean([h["proxy_reward"] for h in result.history[-5:]])
     assert last > first + 1.0, (method, first, last)
     assert result.history[-1]["kl"] > 0
+    assert all(h["gold_reward"] is None for h in result.history), "no gold function, no gold reward"
     with pytest.raises(ValueError, match="method"):
-        train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method="ppo", progress=False)
+        train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, prompts=prompts, method="ppo",
+                              progress=False)
+    with pytest.raises(ValueError, match="needs 480 training prompts; got 479"):
+        train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, prompts=prompts[:-1],
+                              method=method, progress=False)
 
 
 @pytest.mark.parametrize("trainer", [train_grpo, train_trl_rloo])
 def test_trl_trainers_run_with_our_reward_and_log_gold(tiny_policy, tmp_path, trainer):
     path, tokenizer = tiny_policy
     profile = apply_overrides(get_profile("tiny"), ["rl.steps=2", "rl.prompts_per_step=4"])
-    result = trainer(path, tokenizer, _short_answers, profile, output_dir=tmp_path, progress=False)
+    result = trainer(path, tokenizer, _short_answers, profile, prompts=training.rl_prompts(profile, seed=0),
+                     gold_fn=gold_rewards, output_dir=tmp_path, progress=False)
     assert [h["step"] for h in result.history] == [1, 2]
     assert all(h["gold_reward"] is not None and 0 <= h["gold_reward"] <= 4.5 for h in result.history)
     assert 0 < result.history[0]["seconds"] < result.history[1]["seconds"] <= result.seconds
@@ -145,7 +153,7 @@ def test_smol_policy_gradient_takes_two_lora_steps(tmp_path, monkeypatch):
     reference, _ = models.load_model(profile, progress=False)
     before = next(p for n, p in policy.named_parameters() if "q_proj" in n).detach().clone()
     result = train_policy_gradient(policy, reference, tokenizer, _short_answers, profile, method="rloo",
-                                   progress=False)
+                                   prompts=training.rl_prompts(profile, seed=0), progress=False)
     after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
     assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
     assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"

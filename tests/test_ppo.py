@@ -19,6 +19,7 @@ from rlhf_course.ppo import (clipped_policy_loss, clipped_value_loss, generalize
                              kl_penalised_rewards, missing_eos_penalty, policy_gradient_loss, should_stop_early,
                              train_ppo, whiten)
 from rlhf_course.core.profiles import apply_overrides, get_profile
+from rlhf_course.toyworld import gold_rewards, training
 from test_policy_gradients import _short_answers  # the same learnable reward as the from-scratch loops
 
 
@@ -202,7 +203,8 @@ def test_ppo_raises_a_simple_reward(tiny_policy):
                                                     "ppo.learning_rate=1e-3", "ppo.epochs=2", "ppo.minibatches=2"])
     policy, reference = load_policy(path, profile), load_policy(path, profile)
     # the critic: the policy's body with a fresh one-output head (a reward model would do too)
-    result = train_ppo(policy, reference, path, tokenizer, _short_answers, profile, progress=False)
+    result = train_ppo(policy, reference, path, tokenizer, _short_answers, profile,
+                       prompts=training.ppo_prompts(profile, seed=0), gold_fn=gold_rewards, progress=False)
     first = np.mean([h["proxy_reward"] for h in result.history[:3]])
     last = np.mean([h["proxy_reward"] for h in result.history[-3:]])
     assert last > first + 1.0, (first, last)
@@ -211,6 +213,7 @@ def test_ppo_raises_a_simple_reward(tiny_policy):
     assert {"step", "proxy_reward", "gold_reward", "kl", "clip_fraction", "approx_kl", "value_loss", "entropy",
             "loss", "seconds"} <= set(row)
     assert result.history[0]["value_loss"] > result.history[-1]["value_loss"], "the critic learns"
+    assert all(0 <= h["gold_reward"] <= 4.5 for h in result.history), "the gold hook is logged"
 
 
 _TWO_RANKS = """
@@ -221,6 +224,7 @@ from transformers import AutoTokenizer
 from rlhf_course.core.models import load_policy
 from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.ppo import train_ppo
+from rlhf_course.toyworld import training
 
 path, out = sys.argv[1], sys.argv[2]
 profile = apply_overrides(get_profile("tiny"), ["ppo.steps=2", "rl.prompts_per_step=4", "rl.k=2",
@@ -228,7 +232,7 @@ profile = apply_overrides(get_profile("tiny"), ["ppo.steps=2", "rl.prompts_per_s
 tokenizer = AutoTokenizer.from_pretrained(path)
 policy, reference = load_policy(path, profile), load_policy(path, profile)
 result = train_ppo(policy, reference, path, tokenizer, lambda p, r: torch.tensor([-float(len(x)) for x in r]),
-                   profile, progress=False)
+                   profile, prompts=training.ppo_prompts(profile, seed=0), progress=False)
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in result.model.parameters())).hexdigest()
 rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
 with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
@@ -263,7 +267,8 @@ def test_smol_ppo_takes_two_lora_steps(tmp_path, monkeypatch):
     reference, _ = models.load_model(profile, progress=False)
     reference.save_pretrained(tmp_path)  # the critic starts from this checkpoint with a fresh head
     before = next(p for n, p in policy.named_parameters() if "q_proj" in n).detach().clone()
-    result = train_ppo(policy, reference, tmp_path, tokenizer, _short_answers, profile, progress=False)
+    result = train_ppo(policy, reference, tmp_path, tokenizer, _short_answers, profile,
+                       prompts=[p.text for p in training.ppo_prompts(profile, seed=0)], progress=False)
     after = next(p for n, p in result.model.named_parameters() if "q_proj" in n)
     assert len(result.history) == 2 and not hasattr(result.model, "peft_config")
     assert not torch.equal(before, after.detach()), "merged LoRA updates change the weights"

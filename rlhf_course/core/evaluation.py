@@ -4,12 +4,17 @@ Every stage of the course is judged the same way: sample the policy on
 held-out test prompts, score the samples with the gold reward, and compare
 with another policy on the *same* prompts (a paired win rate). KL to the
 reference is estimated on the policy's own samples.
+
+:func:`measure_policy` does all of that for one policy (the pipeline measures
+each stage with it); :func:`compare_policies` measures several against one of
+them (usually the SFT model) and returns the table every lab shows.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -18,8 +23,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
 from rlhf_course.core.results import spending
+from rlhf_course.core.rollout import RewardFunction
 from rlhf_course.core.sampling import completion_logprobs, generate
-from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
+from rlhf_course.toyworld import Prompt, gold_reward, make_prompts, words
 
 
 @dataclass
@@ -138,6 +144,142 @@ def kl_to_reference(
     diff = (logp - logq).double()
     stderr = float(diff.std() / math.sqrt(len(diff))) if len(diff) > 1 else 0.0
     return float(diff.mean()), stderr
+
+
+@dataclass
+class Measurement:
+    """One policy measured on the evaluation prompts: its samples and how they compare.
+
+    ``win_rates`` maps the name of each policy it was compared with to the
+    paired gold win rate against that policy's samples (ties count half);
+    ``kl`` and ``kl_stderr`` are KL(policy‖reference) on its own samples
+    (``None`` when no reference was given); ``proxy`` is the reward model's
+    score of each sample (``None`` without a reward function).
+    """
+
+    samples: PolicySamples
+    win_rates: dict[str, float] = field(default_factory=dict)
+    kl: float | None = None
+    kl_stderr: float | None = None
+    proxy: np.ndarray | None = None
+
+    @property
+    def gold_reward(self) -> float:
+        return self.samples.mean
+
+    @property
+    def gold_reward_stderr(self) -> float:
+        return self.samples.stderr
+
+    @property
+    def proxy_reward(self) -> float | None:
+        return None if self.proxy is None else float(self.proxy.mean())
+
+
+def compare_samples(samples: PolicySamples, against: Mapping[str, PolicySamples],
+                    reward_fn: RewardFunction | None = None) -> Measurement:
+    """Win rates of samples already drawn against each of ``against``, and their proxy reward if ``reward_fn`` is given.
+
+    For samples that are not one policy's plain draws (best-of-n's picks);
+    :func:`measure_policy` draws them and adds the KL.
+    """
+    rates = {name: win_rate(samples.rewards, other.rewards) for name, other in against.items()}
+    proxy = None if reward_fn is None else reward_fn(
+        [p.text for p in samples.prompts], samples.responses).float().cpu().numpy()
+    return Measurement(samples, rates, proxy=proxy)
+
+
+def measure_policy(
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Prompt],
+    profile: Profile,
+    *,
+    seed: int = 0,
+    reference: PreTrainedModel | None = None,
+    against: Mapping[str, PolicySamples] | None = None,
+    reward_fn: RewardFunction | None = None,
+) -> Measurement:
+    """Sample ``policy`` once per prompt (:func:`sample_policy`) and measure it.
+
+    Gold reward and its clustered standard error; the paired gold win rate
+    against each policy in ``against`` (samples of the same ``prompts``);
+    KL to ``reference`` on the policy's own samples (0 when the policy is its
+    own reference); the proxy reward when ``reward_fn`` is given.
+    """
+    samples = sample_policy(policy, tokenizer, prompts, profile, seed=seed)
+    measured = compare_samples(samples, against or {}, reward_fn)
+    if reference is policy:
+        measured.kl, measured.kl_stderr = 0.0, 0.0
+    elif reference is not None:
+        measured.kl, measured.kl_stderr = kl_to_reference(policy, reference, tokenizer, samples,
+                                                          profile.eval_batch_size)
+    return measured
+
+
+@dataclass
+class PolicyComparison:
+    """Several policies measured against one of them (``baseline``), and the table a lab shows."""
+
+    baseline: str
+    measurements: dict[str, Measurement]
+    extra: dict[str, Callable[[PolicySamples], float]] = field(default_factory=dict)
+
+    @property
+    def samples(self) -> dict[str, PolicySamples]:
+        """Each policy's samples, by name (for :func:`samples_table`)."""
+        return {name: m.samples for name, m in self.measurements.items()}
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """One row per policy: gold reward (± clustered s.e.), proxy reward, win rate and KL against the baseline.
+
+        Then the mean length in words, and a column for each of ``extra``.
+        """
+        rows = []
+        for name, m in self.measurements.items():
+            row = {"method": name, "gold reward": m.gold_reward, "gold std err": m.gold_reward_stderr}
+            if m.proxy is not None:
+                row["proxy reward"] = m.proxy_reward
+            row.update({f"gold win rate vs {self.baseline}": m.win_rates[self.baseline],
+                        f"KL to {self.baseline}": m.kl, "KL std err": m.kl_stderr,
+                        "length (words)": float(np.mean([len(words(r)) for r in m.samples.responses]))})
+            row.update({column: fn(m.samples) for column, fn in self.extra.items()})
+            rows.append(row)
+        return pd.DataFrame(rows).set_index("method")
+
+
+def compare_policies(
+    policies: Mapping[str, PreTrainedModel],
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[Prompt],
+    profile: Profile,
+    *,
+    baseline: str = "SFT",
+    seed: int = 0,
+    reward_fn: RewardFunction | None = None,
+    extra: Mapping[str, Callable[[PolicySamples], float]] | None = None,
+) -> PolicyComparison:
+    """Measure every policy on the same prompts against ``policies[baseline]`` (:func:`measure_policy`).
+
+    The baseline is both the policy each win rate is against and the
+    reference of each KL, so its own row reads win rate 0.5 and KL 0.
+    Every policy is sampled with the same ``seed``. ``extra`` adds columns
+    to the table, each a function of a policy's samples (for example the
+    share of responses that contain a phrase).
+    """
+    if baseline not in policies:
+        raise ValueError(f"The baseline {baseline!r} is not among the policies ({', '.join(policies)}); "
+                         "pass it in `policies` too.")
+    reference = policies[baseline]
+    first = measure_policy(reference, tokenizer, prompts, profile, seed=seed, reference=reference, reward_fn=reward_fn)
+    first.win_rates[baseline] = win_rate(first.samples.rewards, first.samples.rewards)
+    measurements = {baseline: first}
+    for name, policy in policies.items():
+        if name != baseline:
+            measurements[name] = measure_policy(policy, tokenizer, prompts, profile, seed=seed, reference=reference,
+                                                against={baseline: first.samples}, reward_fn=reward_fn)
+    return PolicyComparison(baseline, {name: measurements[name] for name in policies}, dict(extra or {}))
 
 
 def samples_table(prompts: list[Prompt], columns: dict[str, PolicySamples], n: int = 8) -> pd.DataFrame:

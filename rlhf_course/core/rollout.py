@@ -4,13 +4,16 @@
 with a reward function and records the policy's and the reference's per-token
 log-probabilities. :func:`micro_batches` splits a batch so its gradient fits in
 memory. A reward function (:data:`RewardFunction`) scores responses to prompts;
-:class:`PolicyGradientResult` is what an RL stage returns.
+a gold function (:data:`GoldFunction`) is the hook through which a caller that
+knows the truth (the toy world) has a trainer log it; :class:`PolicyGradientResult`
+is what an RL stage returns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,12 +21,33 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
 from rlhf_course.core.sampling import pack, sample_completions, token_logprobs
-from rlhf_course.toyworld import Prompt, gold_reward
 
 
 # A reward function scores responses to prompts (plain texts, no chat template): the
 # learned reward model (see ``reward_modeling.reward_function``) or a verifier.
 RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
+
+# A gold function scores each response to the prompt beside it (the prompts as the caller
+# passed them, e.g. toy-world ``Prompt``s): what a trainer logs as "gold_reward", never optimises.
+# The toy world's is ``rlhf_course.toyworld.gold_rewards``; a hub dataset has none.
+GoldFunction = Callable[[list[Any], list[str]], Sequence[float]]
+
+
+def prompt_text(prompt: Any) -> str:
+    """The text of a prompt: a plain string, or any object with a ``text`` (a toy-world ``Prompt``)."""
+    return prompt if isinstance(prompt, str) else prompt.text
+
+
+def check_prompts(prompts: Sequence[Any], needed: int, what: str) -> None:
+    """Raise a clear error when a trainer is given fewer prompts than its settings consume."""
+    if len(prompts) < needed:
+        raise ValueError(f"{what} needs {needed} training prompts; got {len(prompts)}. Pass more prompts "
+                         "(on the toy world: rlhf_course.toyworld.training) or take fewer steps.")
+
+
+def mean_gold(gold_fn: GoldFunction | None, prompts: list[Any], responses: list[str]) -> float | None:
+    """Mean of ``gold_fn`` over the responses, for a trainer's history; ``None`` without a gold function."""
+    return None if gold_fn is None else np.asarray(gold_fn(prompts, responses), dtype=float).mean()
 
 
 # ----------------------------------------------------------------------------- rollouts
@@ -39,7 +63,7 @@ class Rollout:
     sampling policy's (both detached).
     """
 
-    prompts: list[Prompt]
+    prompts: list[Any]
     k: int
     responses: list[str]
     finished: torch.Tensor
@@ -53,10 +77,10 @@ class Rollout:
         """Per-response k1 estimate of KL(π‖π_ref): Σ_t log π − log π_ref over the sampled tokens."""
         return (self.old_logps - self.ref_logps).sum(dim=1)
 
-    def gold(self) -> np.ndarray:
-        """Gold reward of every response (the truth the policy never sees)."""
-        prompts = [p for p in self.prompts for _ in range(self.k)]
-        return np.array([gold_reward(p, r) for p, r in zip(prompts, self.responses)])
+    @property
+    def response_prompts(self) -> list[Any]:
+        """The prompt of every response, in the responses' order (for a gold function)."""
+        return [p for p in self.prompts for _ in range(self.k)]
 
 
 @torch.no_grad()
@@ -64,14 +88,17 @@ def rollout(
     policy: PreTrainedModel,
     reference: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[Prompt],
+    prompts: list[Any],
     reward_fn: RewardFunction,
     profile: Profile,
     k: int,
     temperature: float = 1.0,
 ) -> Rollout:
-    """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs."""
-    texts = [p.text for p in prompts]
+    """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs.
+
+    ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s).
+    """
+    texts = [prompt_text(p) for p in prompts]
     samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
                                  temperature=temperature, batch_size=len(texts) * k)
     batch = {key: value.to(policy.device) for key, value in

@@ -10,7 +10,6 @@ from rlhf_course.core.models import load_policy
 from rlhf_course.core.sampling import sample_completions
 from rlhf_course.direct_alignment.train import DirectAlignmentResult, train_dpo
 from rlhf_course.preference_data.data import same_response
-from rlhf_course.toyworld import make_prompts
 
 
 # ----------------------------------------------------------------------------- online (iterative) DPO
@@ -20,19 +19,20 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
                     seed: int = 0) -> list[dict]:
     """Preference pairs from the policy's own samples, labelled by a reward function.
 
-    Samples ``k`` responses per prompt (``profile.dpo.online_k``), scores them
+    ``prompts`` are strings or toy-world ``Prompt``s. Samples ``k`` responses
+    per prompt (``profile.dpo.online_k``), scores them
     with ``reward_fn`` (the learned reward model: online DPO never sees the gold
     reward), and pairs the best with the worst. A prompt gives no pair when its
     best and worst score the same, or when one of them is empty or both are the
     same text but for surrounding whitespace (the validator's rules, see
     :func:`rlhf_course.preference_data.same_response`). Rows carry the two rewards, for
-    inspection.
+    inspection, and a toy-world prompt's id and family.
     """
 
     k = k or profile.dpo.online_k
     if k < 2:
         raise ValueError(f"online DPO needs at least 2 samples per prompt to make a pair; got k={k}.")
-    texts = [p.text for p in prompts]
+    texts = [p if isinstance(p, str) else p.text for p in prompts]
     samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
                                  batch_size=profile.eval_batch_size, seed=seed)
     rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().view(len(prompts), k)
@@ -43,9 +43,9 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
         if (rewards[i, best] <= rewards[i, worst] or same_response(chosen, rejected)
                 or not chosen.strip() or not rejected.strip()):
             continue
-        rows.append({"prompt": prompt.text, "chosen": chosen, "rejected": rejected, "prompt_id": prompt.id,
-                     "family": prompt.family, "chosen_reward": float(rewards[i, best]),
-                     "rejected_reward": float(rewards[i, worst])})
+        about = {} if isinstance(prompt, str) else {"prompt_id": prompt.id, "family": prompt.family}
+        rows.append({"prompt": texts[i], "chosen": chosen, "rejected": rejected, **about,
+                     "chosen_reward": float(rewards[i, best]), "rejected_reward": float(rewards[i, worst])})
     return rows
 
 
@@ -55,7 +55,7 @@ def online_dpo(
     reward_fn,
     profile,
     *,
-    rounds: int | None = None,
+    prompts,
     output_dir="runs/online_dpo",
     seed: int = 0,
     progress: bool = True,
@@ -64,8 +64,9 @@ def online_dpo(
 ) -> DirectAlignmentResult:
     """Iterative DPO: rounds of sample from the current policy, label with a reward model, train with DPO.
 
-    Round r draws ``profile.dpo.online_prompts`` fresh training prompts, makes
-    best-versus-worst pairs among ``profile.dpo.online_k`` samples of the
+    ``prompts`` holds one list of fresh training prompts per round (on the toy
+    world, ``rlhf_course.toyworld.training.online_dpo_prompts``). Round r makes
+    best-versus-worst pairs on its prompts among ``profile.dpo.online_k`` samples of the
     current policy (:func:`on_policy_pairs`), and runs :func:`train_dpo` from
     the current policy for ``profile.dpo.online_epochs`` at
     ``profile.dpo.online_learning_rate`` and β = ``profile.dpo.online_beta``
@@ -87,14 +88,12 @@ def online_dpo(
 
     start = time.perf_counter()
     settings = profile.dpo
-    rounds = settings.online_rounds if rounds is None else rounds
-    if rounds < 1:
-        raise ValueError(f"online DPO needs at least one round; got rounds={rounds}.")
-    prompts = make_prompts("train", rounds * settings.online_prompts, seed=seed)
+    if not prompts or any(len(batch) == 0 for batch in prompts):
+        raise ValueError("online DPO needs one non-empty list of prompts per round (at least one round); "
+                         f"got {[len(batch) for batch in prompts]}.")
     current, history, summaries, model = Path(policy_path), [], [], None
-    for r in range(1, rounds + 1):
+    for r, batch in enumerate(prompts, start=1):
         policy = load_policy(current, profile)
-        batch = prompts[(r - 1) * settings.online_prompts:r * settings.online_prompts]
         rows = on_policy_pairs(policy, tokenizer, batch, reward_fn, profile, seed=seed * 1000 + r)
         del policy
         if not rows:

@@ -3,9 +3,14 @@
 :func:`train_policy_gradient` is the loop of the Policy Gradients chapter, in one
 screen: a :func:`rlhf_course.core.rollout.rollout`, a sequence-level KL penalty,
 advantages (:mod:`rlhf_course.policy_gradients.loss`) and a gradient step on
-:func:`~rlhf_course.policy_gradients.loss.sequence_loss`. :func:`train_grpo` and
+the per-token loss, aggregated as the chapter discusses and accumulated over
+micro-batches by :func:`accumulate_gradients`. :func:`train_grpo` and
 :func:`train_trl_rloo` run TRL's ``GRPOTrainer`` and ``RLOOTrainer`` on the same
 prompts and reward, so the two can be compared.
+
+Every trainer here takes its training prompts and its reward function as
+arguments (on the toy world, ``rlhf_course.toyworld.training.rl_prompts``), and
+logs a gold reward only through the ``gold_fn`` hook its caller passes.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,11 +28,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallba
 
 from rlhf_course.core.models import device, quiet_libraries
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import PolicyGradientResult, RewardFunction, micro_batches, rollout
+from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, RewardFunction, check_prompts, mean_gold,
+                                      micro_batches, prompt_text, rollout)
 from rlhf_course.core.sampling import token_logprobs
 from rlhf_course.core.training import lora_config
-from rlhf_course.policy_gradients.loss import reinforce_advantages, rloo_advantages, sequence_loss
-from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
+from rlhf_course.policy_gradients.loss import (AGGREGATIONS, aggregate, microbatch_weight, per_token_policy_loss,
+                                               reinforce_advantages, rloo_advantages)
 
 
 def train_policy_gradient(
@@ -35,33 +43,51 @@ def train_policy_gradient(
     reward_fn: RewardFunction,
     profile: Profile,
     *,
+    prompts: Sequence[Any],
+    gold_fn: GoldFunction | None = None,
     method: str = "rloo",
     seed: int = 0,
     progress: bool = True,
+    aggregation: str = "constant",
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
-    Each step samples ``profile.rl.k`` responses for ``profile.rl.prompts_per_step``
-    training prompts, subtracts ``profile.rl.beta`` × the sampled KL to
+    Each of ``profile.rl.steps`` steps samples ``profile.rl.k`` responses for the
+    next ``profile.rl.prompts_per_step`` of ``prompts`` (strings or toy-world
+    ``Prompt``s), subtracts ``profile.rl.beta`` × the sampled KL to
     ``reference`` from each reward, and takes one Adam step on
-    :func:`sequence_loss`. Every step is on-policy, so no importance ratio is
-    needed (that is what PPO adds).
+    the per-token loss, aggregated by ``aggregation`` and accumulated over
+    micro-batches (:func:`accumulate_gradients`). Every step is on-policy, so
+    no importance ratio is needed (that is what PPO adds).
+
+    ``aggregation`` is a mode of :func:`~rlhf_course.policy_gradients.loss.aggregate`.
+    The default, ``"constant"`` with L = 1, is the sum over each response's
+    tokens averaged over the responses: the textbook estimator, and the loss
+    this loop has always used. (Dr. GRPO and TRL divide by the maximum length
+    as well; under Adam a fixed scale barely matters, except through the
+    gradient clipping at norm 1.) ``"token"`` and ``"sequence"`` weight lengths
+    differently; see the chapter.
+    ``gold_fn``, when given, scores each response for the history's
+    ``gold_reward`` (logged, never optimised).
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"aggregation must be one of {AGGREGATIONS}; got {aggregation!r}.")
     settings, start = profile.rl, time.perf_counter()
+    check_prompts(prompts, settings.steps * settings.prompts_per_step, f"{method} ({settings.steps} steps of "
+                  f"{settings.prompts_per_step} prompts)")
     torch.manual_seed(seed)
     if profile.lora:  # train adapters only; merged back at the end so the next stage gets a plain model
         from peft import get_peft_model
 
         policy = get_peft_model(policy, lora_config(profile))
-    prompts = make_prompts("train", settings.steps * settings.prompts_per_step, seed=seed)
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
     baseline, history = None, []
     for step in tqdm(range(settings.steps), desc=method, disable=not progress):
-        batch_prompts = prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step]
+        batch_prompts = list(prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step])
         roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
         shaped = roll.rewards - settings.beta * roll.kl
         if method == "rloo":
@@ -71,20 +97,43 @@ def train_policy_gradient(
             advantages = reinforce_advantages(shaped, baseline)
         policy.train()
         optimizer.zero_grad()
-        loss = 0.0
-        n_rows = len(advantages)
-        for rows, part in micro_batches(roll.batch, settings.micro_batch_size):
-            share = (rows.stop - rows.start) / n_rows
-            part_loss = share * sequence_loss(token_logprobs(policy, part), advantages[rows], part["completion_mask"])
-            part_loss.backward()  # gradients accumulate over micro-batches
-            loss += part_loss.detach()
+        loss = accumulate_gradients(roll.batch, lambda rows, part: per_token_policy_loss(
+            token_logprobs(policy, part), advantages[rows]), aggregation, settings.micro_batch_size)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),
-                        "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start})
+        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": mean_gold(gold_fn, roll.response_prompts, roll.responses),
+                        "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start,
+                        "length": roll.batch["completion_mask"].sum(dim=1).float().mean().item()})
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
+
+
+def accumulate_gradients(
+    batch: dict[str, torch.Tensor],
+    per_token_loss: Callable[[slice, dict[str, torch.Tensor]], torch.Tensor],
+    aggregation: str,
+    micro_batch_size: int,
+    constant: float = 1.0,
+) -> torch.Tensor:
+    """Backpropagate the batch's aggregated loss one micro-batch at a time; return the loss (detached).
+
+    ``per_token_loss(rows, part)`` gives the per-token losses of the rows
+    ``rows`` of ``batch`` (e.g. :func:`per_token_policy_loss`); each part is
+    aggregated over ``part["completion_mask"]`` and weighted by
+    :func:`microbatch_weight`, its share of the *whole batch's* normaliser
+    (tokens for ``"token"``, rows for ``"sequence"`` and ``"constant"``), so the
+    accumulated gradient is the full batch's in every mode, whatever the
+    lengths in each part. ``constant`` is L of ``"constant"`` only.
+    """
+    mask, loss = batch["completion_mask"], 0.0
+    for rows, part in micro_batches(batch, micro_batch_size):
+        part_loss = microbatch_weight(mask, rows, aggregation) * aggregate(
+            per_token_loss(rows, part), part["completion_mask"], aggregation,
+            constant if aggregation == "constant" else None)
+        part_loss.backward()  # gradients accumulate over micro-batches
+        loss += part_loss.detach()
+    return loss
 
 
 # ----------------------------------------------------------------------------- TRL-backed: GRPO and RLOO
@@ -102,14 +151,18 @@ def _trl_reward(reward_fn: RewardFunction):
     return reward
 
 
-def _trl_gold(prompts: list[Prompt]):
-    """The gold reward as a TRL reward function; given weight 0, so it is logged, never optimised."""
-    by_text = {p.text: p for p in prompts}
+def _trl_gold(gold_fn: GoldFunction, prompts: Sequence[Any]):
+    """The caller's gold function as a TRL reward function; given weight 0, so it is logged, never optimised.
+
+    TRL hands it prompt texts; each is mapped back to the prompt the caller
+    passed, which is what ``gold_fn`` scores.
+    """
+    by_text = {prompt_text(p): p for p in prompts}
 
     def gold(prompts, completions, **kwargs) -> list[float]:
         texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
-        return [gold_reward(by_text[t], a.strip()) for t, a in zip(texts, answers)]
+        return list(gold_fn([by_text[t] for t in texts], [a.strip() for a in answers]))
 
     return gold
 
@@ -135,12 +188,9 @@ def trl_rl_arguments(profile: Profile, output_dir: str | Path, seed: int = 0, pr
     return args
 
 
-def _trl_prompts(profile: Profile, seed: int) -> list[Prompt]:
-    return make_prompts("train", profile.rl.steps * profile.rl.prompts_per_step, seed=seed)
-
-
 def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward_fn: RewardFunction,
-             profile: Profile, extra: dict, output_dir, seed: int, progress: bool) -> PolicyGradientResult:
+             profile: Profile, prompts: Sequence[Any], gold_fn: GoldFunction | None, extra: dict, output_dir,
+             seed: int, progress: bool) -> PolicyGradientResult:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
 
@@ -148,14 +198,17 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
 
     start = time.perf_counter()
     quiet_libraries()
-    prompts = _trl_prompts(profile, seed)
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": p.text}]} for p in prompts])
+    settings = profile.rl
+    check_prompts(prompts, settings.steps * settings.prompts_per_step,
+                  f"{trainer_cls.__name__} ({settings.steps} steps of {settings.prompts_per_step} prompts)")
+    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": prompt_text(p)}]} for p in prompts])
+    reward_funcs = [_trl_reward(reward_fn)] + ([] if gold_fn is None else [_trl_gold(gold_fn, prompts)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = config_cls(**{**trl_rl_arguments(profile, output_dir, seed, progress),
-                               "reward_weights": [1.0, 0.0], **extra})
+                               "reward_weights": [1.0, 0.0][:len(reward_funcs)], **extra})
         policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32, trust_remote_code=False)
-        trainer = trainer_cls(model=policy.to(device()), reward_funcs=[_trl_reward(reward_fn), _trl_gold(prompts)],
+        trainer = trainer_cls(model=policy.to(device()), reward_funcs=reward_funcs,
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
                               peft_config=lora_config(profile) if profile.lora else None)
         trainer.add_callback(_ElapsedTime(start))
@@ -198,9 +251,13 @@ def _left_padded(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
 
 
 def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,
-               profile: Profile, *, output_dir: str | Path = "runs/grpo", seed: int = 0,
-               progress: bool = True) -> PolicyGradientResult:
+               profile: Profile, *, prompts: Sequence[Any], gold_fn: GoldFunction | None = None,
+               output_dir: str | Path = "runs/grpo", seed: int = 0, progress: bool = True) -> PolicyGradientResult:
     """GRPO with TRL's ``GRPOTrainer``, from the model saved at ``policy_path`` (the SFT model).
+
+    Its dataset is ``prompts`` (TRL's sampler shuffles them), ``profile.rl.prompts_per_step``
+    per step for ``profile.rl.steps`` steps; ``gold_fn``, when given, is logged
+    as a zero-weight reward (``gold_reward`` in the history).
 
     The KL to the reference (the same saved model) is TRL's k3 term in the loss,
     weighted by ``profile.rl.grpo_beta`` (the advantages it sits next to are
@@ -210,14 +267,15 @@ def train_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, rewa
     """
     from trl import GRPOConfig, GRPOTrainer
 
-    return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile,
+    return _run_trl(GRPOTrainer, GRPOConfig, policy_path, tokenizer, reward_fn, profile, prompts, gold_fn,
                     {"scale_rewards": "group", "loss_type": "dapo", "beta": profile.rl.grpo_beta}, output_dir, seed, progress)
 
 
 def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, reward_fn: RewardFunction,
-                   profile: Profile, *, output_dir: str | Path = "runs/trl_rloo", seed: int = 0,
+                   profile: Profile, *, prompts: Sequence[Any], gold_fn: GoldFunction | None = None,
+                   output_dir: str | Path = "runs/trl_rloo", seed: int = 0,
                    progress: bool = True) -> PolicyGradientResult:
-    """RLOO with TRL's ``RLOOTrainer``, from the model saved at ``policy_path``.
+    """RLOO with TRL's ``RLOOTrainer``, from the model saved at ``policy_path``, on ``prompts`` (see :func:`train_grpo`).
 
     As in :func:`train_policy_gradient` with ``method="rloo"``, the KL penalty
     (``profile.rl.beta``) is subtracted from each reward and advantages are
@@ -225,5 +283,5 @@ def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, 
     """
     from trl import RLOOConfig, RLOOTrainer
 
-    return _run_trl(RLOOTrainer, RLOOConfig, policy_path, tokenizer, reward_fn, profile,
+    return _run_trl(RLOOTrainer, RLOOConfig, policy_path, tokenizer, reward_fn, profile, prompts, gold_fn,
                     {"normalize_advantages": False}, output_dir, seed, progress)

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,12 +23,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_course.core.distributed import all_mean, average_gradients, join_process_group
 from rlhf_course.core.models import device, quiet_libraries
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import PolicyGradientResult, RewardFunction, rollout
+from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, RewardFunction, check_prompts, mean_gold,
+                                      rollout)
 from rlhf_course.core.sampling import token_logprobs
 from rlhf_course.core.training import lora_config
 from rlhf_course.ppo.loss import (clipped_policy_loss, clipped_value_loss, generalized_advantage_estimation,
                                   kl_penalised_rewards, missing_eos_penalty, should_stop_early, whiten)
-from rlhf_course.toyworld import make_prompts
 
 
 # ----------------------------------------------------------------------------- the critic
@@ -85,6 +87,8 @@ def train_ppo(
     reward_fn: RewardFunction,
     profile: Profile,
     *,
+    prompts: Sequence[Any],
+    gold_fn: GoldFunction | None = None,
     seed: int = 0,
     progress: bool = True,
 ) -> PPOResult:
@@ -96,7 +100,8 @@ def train_ppo(
     ``ppo = profile.ppo``:
 
     1. for ``ppo.steps`` (else ``rl.steps``) steps, roll out ``rl.k`` responses
-       to each of ``rl.prompts_per_step`` training prompts (:func:`rlhf_course.core.rollout.rollout`), record the
+       to each of the next ``rl.prompts_per_step`` of ``prompts`` (strings or
+       toy-world ``Prompt``s; :func:`rlhf_course.core.rollout.rollout`), record the
        critic's values; penalise responses without EOS;
     2. per-token rewards with the KL penalty β (``ppo.beta``, else ``rl.beta``; ``ppo.kl_estimator``),
        GAE advantages and returns (``ppo.gamma``, ``ppo.lam``), whitened advantages;
@@ -109,6 +114,8 @@ def train_ppo(
     head fully) and the policy's are merged back at the end. Under
     ``torchrun``/``accelerate launch``, each rank rolls out its share of the
     prompts and gradients are averaged across ranks, so all ranks keep the same weights.
+    ``gold_fn``, when given, scores each response for the history's
+    ``gold_reward`` (logged, never optimised).
     """
     rl, ppo = profile.rl, profile.ppo
     start = time.perf_counter()
@@ -130,12 +137,12 @@ def train_ppo(
     for model in (policy, critic, reference):
         model.eval()
     steps, beta = ppo.steps or rl.steps, rl.beta if ppo.beta is None else ppo.beta
-    prompts = make_prompts("train", steps * rl.prompts_per_step, seed=seed)
+    check_prompts(prompts, steps * rl.prompts_per_step, f"PPO ({steps} steps of {rl.prompts_per_step} prompts)")
     per_rank = rl.prompts_per_step // world
     history = []
     for step in tqdm(range(steps), desc="ppo", disable=not progress or rank > 0):
         first = step * rl.prompts_per_step + rank * per_rank
-        roll = rollout(policy, reference, tokenizer, prompts[first:first + per_rank], reward_fn, profile, rl.k)
+        roll = rollout(policy, reference, tokenizer, list(prompts[first:first + per_rank]), reward_fn, profile, rl.k)
         mask = roll.batch["completion_mask"].float()
         with torch.no_grad():
             old_values = token_values(value_model, roll.batch)
@@ -169,7 +176,7 @@ def train_ppo(
         means = [sum(column) / len(column) for column in zip(*stats)] if stats else [float("nan")] * 5
         tokens = mask.sum().clamp(min=1)
         history.append({
-            "step": step + 1, "proxy_reward": all_mean(roll.rewards.mean()), "gold_reward": all_mean(roll.gold().mean()),
+            "step": step + 1, "proxy_reward": all_mean(roll.rewards.mean()), "gold_reward": _all_mean_or_none(mean_gold(gold_fn, roll.response_prompts, roll.responses)),
             "kl": all_mean(roll.kl.mean()), "loss": all_mean(means[0]), "clip_fraction": all_mean(means[1]),
             "approx_kl": all_mean(means[2]), "value_loss": all_mean(means[3]),
             "value_clip_fraction": all_mean(means[4]),
@@ -182,3 +189,8 @@ def train_ppo(
         policy, critic = policy.merge_and_unload(), critic.merge_and_unload()
     policy.eval()
     return PPOResult(policy, history, time.perf_counter() - start, critic=critic)
+
+
+def _all_mean_or_none(value: float | None) -> float | None:
+    """The mean over ranks of a logged value, or ``None`` when it was not measured (no gold function)."""
+    return None if value is None else all_mean(value)

@@ -12,6 +12,10 @@ best-of-n distribution is known in closed form
 (``rlhf_course.optimization_rl.best_of_n_policy``), and its KL to the sampling
 policy is at most log n − (n − 1)/n (Beirami et al., 2024), with equality
 only in the limit where sampled responses never repeat.
+
+Both take their prompts, reward function and (for fine-tuning) the
+fine-tuning stage as arguments; a gold reward is recorded only through the
+``gold_fn`` hook a caller passes (the toy world's ``rlhf_course.toyworld.gold_rewards``).
 """
 
 from __future__ import annotations
@@ -19,18 +23,23 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
+from rlhf_course.core.rollout import GoldFunction, RewardFunction, prompt_text
 from rlhf_course.core.sampling import generate
-from rlhf_course.instruction_tuning.train import train_sft
 from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
-from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
+
+# A fine-tuning stage: (policy, tokenizer, prompt/completion rows, profile, output_dir=, seed=, progress=) -> a
+# result with the tuned ``model``; the course passes ``rlhf_course.instruction_tuning.train_sft``.
+FineTune = Callable[..., Any]
 
 
 # ----------------------------------------------------------------------------- best-of-n with a language model
@@ -40,11 +49,11 @@ from rlhf_course.toyworld import Prompt, gold_reward, make_prompts
 class BestOfN:
     """n candidates per prompt, their proxy and gold rewards, and the ones best-of-n keeps."""
 
-    prompts: list[Prompt]
+    prompts: list[Any]
     n: int
     candidates: list[str]       # prompt i's candidates at positions i*n … i*n+n−1
     proxy: torch.Tensor         # (prompts, n) reward-model scores
-    gold: torch.Tensor          # (prompts, n) gold rewards
+    gold: torch.Tensor | None   # (prompts, n) gold rewards; None when no gold function was given
     chosen: torch.Tensor        # (prompts,) index of the kept candidate
 
     @property
@@ -55,6 +64,8 @@ class BestOfN:
     @property
     def gold_rewards(self) -> np.ndarray:
         """Gold reward of each kept response."""
+        if self.gold is None:
+            raise ValueError("This best-of-n pool has no gold rewards; pass gold_fn to best_of_n to record them.")
         return self.gold[torch.arange(len(self.prompts)), self.chosen].numpy()
 
     @property
@@ -69,26 +80,30 @@ class BestOfN:
 def best_of_n(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    reward_fn,
-    prompts: list[Prompt],
+    reward_fn: RewardFunction,
+    prompts: Sequence[Any],
     n: int,
     profile: Profile,
     *,
+    gold_fn: GoldFunction | None = None,
     seed: int = 0,
     temperature: float = 1.0,
     select=select_best,
 ) -> BestOfN:
     """Sample ``n`` responses per prompt, score them with ``reward_fn``, keep the best.
 
-    ``select`` maps the ``(prompts, n)`` scores to the kept index per prompt;
-    the lab passes the learner's own selection function here.
+    ``prompts`` are strings or toy-world ``Prompt``s. ``select`` maps the
+    ``(prompts, n)`` scores to the kept index per prompt; the lab passes the
+    learner's own selection function here. ``gold_fn``, when given, scores
+    every candidate for the pool's ``gold`` (measured, never used to select).
     """
-    texts = [p.text for p in prompts]
+    prompts = list(prompts)
+    texts = [prompt_text(p) for p in prompts]
     candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
                           temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
     proxy = reward_fn([t for t in texts for _ in range(n)], candidates).float().view(len(prompts), n)
-    gold = torch.tensor([gold_reward(p, c) for i, p in enumerate(prompts)
-                         for c in candidates[i * n:(i + 1) * n]]).view(len(prompts), n)
+    gold = None if gold_fn is None else torch.tensor(
+        gold_fn([p for p in prompts for _ in range(n)], candidates)).view(len(prompts), n)
     return BestOfN(prompts, n, candidates, proxy, gold, select(proxy))
 
 
@@ -104,42 +119,53 @@ class RejectionSamplingResult:
 def rejection_sampling_finetune(
     policy: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    reward_fn,
+    reward_fn: RewardFunction,
+    prompts: Sequence[Sequence[Any]],
     profile: Profile,
+    finetune: FineTune,
     *,
-    rounds: int | None = None,
+    gold_fn: GoldFunction | None = None,
     keep: str = "top",
     output_dir: str | Path = "runs/rs_ft",
     seed: int = 0,
     progress: bool = True,
 ) -> RejectionSamplingResult:
-    """Rounds of: sample ``profile.rs.n`` responses per prompt, keep ``profile.rs.keep_k`` of them, SFT on those.
+    """Rounds of: sample ``profile.rs.n`` responses per prompt, keep ``profile.rs.keep_k`` of them, fine-tune on those.
 
-    ``keep="top"`` keeps the reward model's favourites (rejection sampling);
-    ``keep="random"`` keeps random ones, a control that trains on the same
-    amount of the policy's own text without any selection. The SFT step is
-    :func:`rlhf_course.instruction_tuning.train_sft` with ``profile.rs``'s learning rate and
-    epochs; each round starts from the previous round's policy and draws fresh
-    training prompts. ``policy`` is trained in place.
+    ``prompts`` holds one list of training prompts per round (on the toy world,
+    ``rlhf_course.toyworld.training.rejection_sampling_prompts``), so there are
+    ``len(prompts)`` rounds, each on fresh prompts and starting from the
+    previous round's policy. ``keep="top"`` keeps the reward model's
+    favourites (rejection sampling); ``keep="random"`` keeps random ones, a
+    control that trains on the same amount of the policy's own text without
+    any selection. ``finetune`` is the fine-tuning stage, run with
+    ``profile.rs``'s learning rate and epochs (the course passes
+    :func:`rlhf_course.instruction_tuning.train_sft`). ``gold_fn``, when given,
+    records the gold reward of the kept and of all sampled responses.
+    ``policy`` is trained in place.
     """
     if keep not in ("top", "random"):
         raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
+    if not prompts or any(len(batch) == 0 for batch in prompts):
+        raise ValueError("rejection_sampling_finetune needs one non-empty list of prompts per round; "
+                         f"got {[len(batch) for batch in prompts]}.")
     settings, start = profile.rs, time.perf_counter()
     sft_profile = profile.replace(sft=dataclasses.replace(
         profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
     history = []
-    for r in range(rounds or settings.rounds):
-        prompts = make_prompts("train", settings.n_prompts, seed=seed * 1000 + 100 + r)
-        pool = best_of_n(policy, tokenizer, reward_fn, prompts, settings.n, profile, seed=seed * 1000 + r)
+    for r, batch in enumerate(prompts):
+        pool = best_of_n(policy, tokenizer, reward_fn, batch, settings.n, profile, gold_fn=gold_fn,
+                         seed=seed * 1000 + r)
         picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
             else select_random_k(pool.proxy, settings.keep_k, seed=seed * 1000 + r)
-        rows = [{"prompt": p.text, "completion": pool.candidates_of(i)[j]}
-                for i, p in enumerate(prompts) for j in picked[i].tolist()]
+        rows = [{"prompt": prompt_text(p), "completion": pool.candidates_of(i)[j]}
+                for i, p in enumerate(batch) for j in picked[i].tolist()]
         random.Random(seed + r).shuffle(rows)
-        result = train_sft(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
-                           seed=seed + r, progress=progress)
+        result = finetune(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
+                          seed=seed + r, progress=progress)
         policy = result.model
-        kept_gold = pool.gold.gather(1, picked).mean().item()
+        golds = {} if pool.gold is None else {"kept_gold": pool.gold.gather(1, picked).mean().item(),
+                                              "pool_gold": pool.gold.mean().item()}
         history.append({"round": r + 1, "rows": len(rows), "kept_proxy": pool.proxy.gather(1, picked).mean().item(),
-                        "kept_gold": kept_gold, "pool_gold": pool.gold.mean().item()})
+                        "kept_gold": None, "pool_gold": None, **golds})
     return RejectionSamplingResult(policy, history, time.perf_counter() - start)

@@ -17,14 +17,15 @@ from collections.abc import Callable
 import torch
 
 from rlhf_course.evaluation import AnnotatorJudge, ScoreJudge
-from rlhf_course.toyworld import Prompt, default_annotators, gold_reward
+from rlhf_course.toyworld import Prompt, default_annotators
+from rlhf_course.toyworld.gold import gold_rewards
 
 ScoreFunction = Callable[[list[Prompt], list[str]], list[float]]
 
 
 def gold_scores(prompts: list[Prompt], responses: list[str]) -> list[float]:
-    """The gold reward of each response."""
-    return [gold_reward(p, r) for p, r in zip(prompts, responses)]
+    """The gold reward of each response (``toyworld.gold_rewards``)."""
+    return gold_rewards(prompts, responses)
 
 
 def reward_model_scores(reward_fn: Callable[[list[str], list[str]], torch.Tensor]) -> ScoreFunction:

@@ -110,25 +110,28 @@ def benchmark_policy_gradients(repeats: int = 1, seed: int = 0, target: float = 
     from rlhf_course.shared_models import reward_model_checkpoint
     from rlhf_course.core.models import load_policy
     from rlhf_course.shared_models import sft_checkpoint
+    from rlhf_course.toyworld import gold_rewards, training
 
     profile = get_profile("tiny")
     sft_path = sft_checkpoint(profile, seed, progress=False)
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
     rm_path = reward_model_checkpoint(profile, seed, progress=False)
     reward_fn = load_reward_function(rm_path, tokenizer, profile)
+    data = {"prompts": training.rl_prompts(profile, seed), "gold_fn": gold_rewards}
     methods = {
         "reinforce": lambda out: train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile),
                                                        tokenizer, reward_fn, profile, method="reinforce", seed=seed,
-                                                       progress=False),
+                                                       progress=False, **data),
         "rloo": lambda out: train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile),
                                                   tokenizer, reward_fn, profile, method="rloo", seed=seed,
-                                                  progress=False),
+                                                  progress=False, **data),
         "trl_rloo": lambda out: train_trl_rloo(sft_path, tokenizer, reward_fn, profile, output_dir=out, seed=seed,
-                                               progress=False),
+                                               progress=False, **data),
         "grpo": lambda out: train_grpo(sft_path, tokenizer, reward_fn, profile, output_dir=out, seed=seed,
-                                       progress=False),
+                                       progress=False, **data),
         "ppo": lambda out: train_ppo(load_policy(sft_path, profile), load_policy(sft_path, profile), rm_path,
-                                     tokenizer, reward_fn, profile, seed=seed, progress=False),
+                                     tokenizer, reward_fn, profile, prompts=training.ppo_prompts(profile, seed),
+                                     gold_fn=gold_rewards, seed=seed, progress=False),
     }
     rows = {}
     for name, train in methods.items():

@@ -188,7 +188,7 @@ def run_footprint(profile: Profile, *, memory_cap_gb: float | None = 15.0, sft_s
     from rlhf_course.instruction_tuning.data import load_demonstrations
     from rlhf_course.core.models import load_policy
     from rlhf_course.instruction_tuning.train import train_sft
-    from rlhf_course.toyworld import make_prompts
+    from rlhf_course.toyworld import gold_rewards, make_prompts, training
 
     cap_memory(memory_cap_gb)
     out = Path(output_dir or tempfile.mkdtemp(prefix=f"footprint-{profile.name}-"))
@@ -243,7 +243,7 @@ def run_footprint(profile: Profile, *, memory_cap_gb: float | None = 15.0, sft_s
         n = profile.rl.best_of_n
         prompts = make_prompts("test", best_of_n_prompts, seed=seed)
         start = time.perf_counter()
-        pool = best_of_n(policy, tokenizer_, reward_fn, prompts, n, profile, seed=seed)
+        pool = best_of_n(policy, tokenizer_, reward_fn, prompts, n, profile, gold_fn=gold_rewards, seed=seed)
         seconds = time.perf_counter() - start
         per_batch = max(profile.eval_batch_size, n)
         return Measured(math.ceil(len(prompts) * n / per_batch), math.ceil(profile.n_eval_prompts * n / per_batch),
@@ -256,6 +256,7 @@ def run_footprint(profile: Profile, *, memory_cap_gb: float | None = 15.0, sft_s
         policy, reference = load_policy(paths["sft"], profile), load_policy(paths["sft"], profile)
         reward_fn = load_reward_function(paths["rm"], tokenizer_, profile)
         result = train_policy_gradient(policy, reference, tokenizer_, reward_fn, short, method="rloo", seed=seed,
+                                       prompts=training.rl_prompts(short, seed), gold_fn=gold_rewards,
                                        progress=False)
         return _rl_measured(result.history, profile.rl.steps)
 
@@ -292,7 +293,7 @@ def run_footprint(profile: Profile, *, memory_cap_gb: float | None = 15.0, sft_s
         tokenizer_ = tok()
         reward_fn = load_reward_function(paths["rm"], tokenizer_, profile)
         result = train_grpo(paths["sft"], tokenizer_, reward_fn, short, output_dir=out / "grpo", seed=seed,
-                            progress=False)
+                            prompts=training.rl_prompts(short, seed), gold_fn=gold_rewards, progress=False)
         return _rl_measured(result.history, profile.rl.steps)
 
     plan = {"load": load, "sft": sft, "sft_max_length": sft_max_length, "reward_model": reward_model,

@@ -174,3 +174,16 @@ def verify(prompt: Prompt, response: str) -> bool:
     if not prompt.verifiable:
         raise ValueError(f"Prompt {prompt.id!r} has no exact answer; use gold_reward instead.")
     return gold_attributes(prompt, response)["correct"] == 1.0
+
+
+def gold_rewards(prompts: list[Prompt], responses: list[str]) -> list[float]:
+    """:func:`gold_reward` of each response to the prompt beside it: the gold hook trainers log with.
+
+    A trainer never computes the gold reward itself; the pipeline and the labs
+    pass this function as its ``gold_fn``, and the trainer records the mean
+    next to the proxy reward it optimises.
+    """
+    if len(prompts) != len(responses):
+        raise ValueError(f"gold_rewards needs one prompt per response; got {len(prompts)} prompts "
+                         f"and {len(responses)} responses.")
+    return [gold_reward(p, r) for p, r in zip(prompts, responses)]
