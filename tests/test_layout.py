@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
 CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
-            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation")
+            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation",
+            "style")
 KNOWN_TRAINER_IMPORTS: set[tuple[str, str]] = set()  # (chapter, other chapter's trainer) allowed to be imported
 # Trainers take their prompts and reward as arguments and log gold only through a hook their caller passes,
 # so no stage draws toy-world prompts or scores the gold reward itself. These modules are not trainers: they

@@ -76,6 +76,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # implicit reward orders its training pairs as labelled (0.81 / 0.80) and held-out pairs as gold does (0.76 /
     # 0.75; the reward model 0.78 / 0.78); a larger beta holds the policy closer to SFT. (The accuracy TRL logs on
     # the last training batches read 0.83 / 0.67: too noisy to assert.)
+    # Style, measured on seeds 0 / 1: padding moves the length-loving judge's win rate by +0.29 / +0.30 (gold: -0.15 /
+    # -0.17); length control leaves +0.175 / +0.175, a cut by a factor 1.66 / 1.70 (not the "large factor" hoped for:
+    # within a policy long answers are worse, so the length coefficient comes out too small); Kendall tau with gold
+    # rises from -0.02 / -0.11 to 0.16 / 0.16; the length-only policy wins 0.58 / 0.54 under the judge and 0.285 /
+    # 0.283 under gold (its judge win rate is the thinnest margin: 1.5 standard errors at seed 1).
+    "style": {"gameability_raw": (">=", 0.22), "gameability_lc": ("<=", 0.24), "gameability_cut": (">=", 1.3),
+              "tau_lc_minus_raw": (">=", 0.0), "length_only_judge_win_rate": (">=", 0.5),
+              "length_only_gold_win_rate": ("<=", 0.4)},
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
