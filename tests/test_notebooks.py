@@ -76,6 +76,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # implicit reward orders its training pairs as labelled (0.81 / 0.80) and held-out pairs as gold does (0.76 /
     # 0.75; the reward model 0.78 / 0.78); a larger beta holds the policy closer to SFT. (The accuracy TRL logs on
     # the last training batches read 0.83 / 0.67: too noisy to assert.)
+    # Style, measured on seeds 0 / 1: padding moves the length-loving judge's win rate by +0.29 / +0.30 (gold: -0.15 /
+    # -0.17); length control leaves +0.175 / +0.175, a cut by a factor 1.66 / 1.70 (not the "large factor" hoped for:
+    # within a policy long answers are worse, so the length coefficient comes out too small); Kendall tau with gold
+    # rises from -0.02 / -0.11 to 0.16 / 0.16; the length-only policy wins 0.58 / 0.54 under the judge and 0.285 /
+    # 0.283 under gold (its judge win rate is the thinnest margin: 1.5 standard errors at seed 1).
+    "style": {"gameability_raw": (">=", 0.22), "gameability_lc": ("<=", 0.24), "gameability_cut": (">=", 1.3),
+              "tau_lc_minus_raw": (">=", 0.0), "length_only_judge_win_rate": (">=", 0.5),
+              "length_only_gold_win_rate": ("<=", 0.4)},
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
@@ -105,6 +113,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                        "synthetic_k2_bias_over_kl_sigma1": (">=", 0.2),
                        "synthetic_unbiased_max_abs_bias_over_kl": ("<=", 0.2),
                        "real_token_k1_share_negative": (">=", 0.2)},
+    # Evaluation (issue 22). The judge that agrees best with gold on held-out votes (the careful annotator on both
+    # seeds) ranks the six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does (Kendall
+    # tau, seeds 0 / 1: 1.0 / 0.73; one step of tau is 0.13); 400 A/A intervals cover 1/2 at 0.958 / 0.960 (nominal
+    # 0.95); the power formula's n gives simulated power 0.785 / 0.779 (asked 0.8); training on the leaked test
+    # prompts opens a test-vs-sibling accuracy gap of +0.49 / +0.46, from -0.005 / -0.023 before.
+    "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.5), "aa_coverage_error": ("<=", 0.03),
+                   "power_error": ("<=", 0.05), "contamination_gap_before_abs": ("<=", 0.12),
+                   "contamination_gap_after": (">=", 0.25), "contamination_gap_opened": (">=", 0.25)},
 }
 
 LAB_SEED = int(os.environ.get("RLHF_COURSE_LAB_SEED", "0"))  # the SEED a lab runs with when executed on its own
