@@ -231,7 +231,8 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     picked = PolicySamples(prompts, [pool.candidates_of(i)[c] for i, c in zip(rows.tolist(), cols.tolist())],
                            pool.gold[rows, cols].numpy())
     samples["bon"] = picked
-    entry = entry_of("bon", compare_samples(picked, {name: samples[name] for name in ("base", "sft") if name in samples}))
+    entry = entry_of("bon", compare_samples(picked, {name: samples[name] for name in ("base", "sft")
+                                                     if name in samples}))
     candidates = [pool.candidates_of(i) for i in range(len(distinct))]
     kl_by_n = {m: estimate_best_of_n_kl(candidates, pool.proxy, m) for m in (2, 4, 8, 16, 32, 64) if m <= 4 * n}
     entry.update(proxy_reward=float(pool.proxy[rows, cols].mean()), n=n,

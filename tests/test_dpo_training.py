@@ -152,8 +152,8 @@ def test_online_dpo_can_start_from_another_model_than_its_reference(tiny_policy,
 
     monkeypatch.setattr(trl, "DPOTrainer", Recording)
     reward_fn = reward_function(reward_model_from(path, profile).eval(), tokenizer)
-    dpo.online_dpo(tmp_path / "start", tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, 0, 1),
-                   output_dir=tmp_path / "online", seed=0, progress=False, reference_path=path)
+    dpo.online_dpo(tmp_path / "start", tokenizer, reward_fn, profile,
+                   prompts=training.online_dpo_prompts(profile, 0, 1), output_dir=tmp_path / "online", seed=0, progress=False, reference_path=path)
     sft, moved = load_policy(path, profile).state_dict(), start.state_dict()
     assert all(torch.equal(seen[0]["ref_model"][k], sft[k]) for k in sft), "the reference is reference_path"
     assert all(torch.equal(seen[0]["model"][k], moved[k]) for k in moved), "round 1 starts from policy_path"

@@ -10,8 +10,11 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
 CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
-            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "synthetic_data")
-KNOWN_TRAINER_IMPORTS: set[tuple[str, str]] = set()  # (chapter, other chapter's trainer) allowed to be imported
+            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation",
+            "style", "reasoning", "synthetic_data")
+# (chapter, other chapter's trainer) allowed to be imported. RLVR is, by definition, the Policy Gradients chapter's
+# RLOO (and TRL's GRPO) run against a verifier's reward, so the Reasoning stage calls those trainers.
+KNOWN_TRAINER_IMPORTS: set[tuple[str, str]] = {("reasoning", "rlhf_course.policy_gradients.train")}
 # Trainers take their prompts and reward as arguments and log gold only through a hook their caller passes,
 # so no stage draws toy-world prompts or scores the gold reward itself. These modules are not trainers: they
 # make the toy-world data and demonstrations the labs and the pipeline pass in, or measure a policy against it.

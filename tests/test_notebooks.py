@@ -86,6 +86,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # implicit reward orders its training pairs as labelled (0.81 / 0.80) and held-out pairs as gold does (0.76 /
     # 0.75; the reward model 0.78 / 0.78); a larger beta holds the policy closer to SFT. (The accuracy TRL logs on
     # the last training batches read 0.83 / 0.67: too noisy to assert.)
+    # Style, measured on seeds 0 / 1: padding moves the length-loving judge's win rate by +0.29 / +0.30 (gold: -0.15 /
+    # -0.17); length control leaves +0.175 / +0.175, a cut by a factor 1.66 / 1.70 (not the "large factor" hoped for:
+    # within a policy long answers are worse, so the length coefficient comes out too small); Kendall tau with gold
+    # rises from -0.02 / -0.11 to 0.16 / 0.16; the length-only policy wins 0.58 / 0.54 under the judge and 0.285 /
+    # 0.283 under gold (its judge win rate is the thinnest margin: 1.5 standard errors at seed 1).
+    "style": {"gameability_raw": (">=", 0.22), "gameability_lc": ("<=", 0.24), "gameability_cut": (">=", 1.3),
+              "tau_lc_minus_raw": (">=", 0.0), "length_only_judge_win_rate": (">=", 0.5),
+              "length_only_gold_win_rate": ("<=", 0.4)},
     "direct_alignment": {"dpo_win_rate_vs_sft": (">=", 0.55), "online_dpo_win_rate_vs_sft": (">=", 0.55),
                          "ipo_win_rate_vs_sft": (">=", 0.55), "kto_win_rate_vs_sft": (">=", 0.55),
                          "orpo_gold_gain": (">=", 0.05), "simpo_gold_gain": (">=", 0.05),
@@ -97,6 +105,15 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # lab when the record is missing).
     "ppo": {"ppo_win_rate_vs_sft": (">=", 0.6), "ppo_gold_gain": (">=", 0.4), "ppo_kl": ("<=", 3.0),
             "final_clip_fraction": ("<=", 0.1), "final_value_loss": ("<=", 1.5), "policy_gradient_points": (">=", 1)},
+    # RLVR (RLOO against the gated verifier, no KL, 30 steps) raises held-out pass@1 (seeds 0 / 1: +0.26 / +0.24) far
+    # more than pass@16 (+0.06 / +0.10; the difference 0.20 / 0.14); the lenient listing verifier is hacked: its
+    # acceptance rises (+0.33 / +0.33) while gold's format falls (-0.57 / -0.58) and the gold reward does not rise
+    # (-0.16 / -0.11). Measured, not asserted because they do not hold on tiny: gated vs additive gold correctness
+    # (-0.02 / -0.01), difficulty filtering's steps to 0.4 pass@1 (10 vs 10, 20 vs 15), expert iteration vs RLVR
+    # (pass@1 0.59 vs 0.51, 0.54 vs 0.50), constant vs mean-per-sequence aggregation (-0.02 / +0.01).
+    "reasoning": {"rlvr_pass1_gain": (">=", 0.15), "pass1_gain_minus_passk_gain": (">=", 0.05),
+                  "lenient_reward_gain": (">=", 0.2), "lenient_gold_format_drop": (">=", 0.3),
+                  "lenient_gold_change": ("<=", 0.1)},
     # Over-optimisation: RLOO with beta = 0 (150 steps) beats the best beta > 0 (60 steps) on the proxy and loses to
     # it on gold (seed 0: +1.08 proxy, -1.46 gold; seed 1: +0.93, -1.46); a larger beta holds the policy closer to SFT.
     # The estimator exercise reproduces the chapter's Gaussian table (k1's std 20x the KL at sigma 0.1, k2's bias 25%
@@ -106,6 +123,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                        "synthetic_k2_bias_over_kl_sigma1": (">=", 0.2),
                        "synthetic_unbiased_max_abs_bias_over_kl": ("<=", 0.2),
                        "real_token_k1_share_negative": (">=", 0.2)},
+    # Evaluation (issue 22). The judge that agrees best with gold on held-out votes (the careful annotator on both
+    # seeds) ranks the six policies (base, SFT sampled and greedy, best-of-4, best-of-8, RLOO) as gold does (Kendall
+    # tau, seeds 0 / 1: 1.0 / 0.73; one step of tau is 0.13); 400 A/A intervals cover 1/2 at 0.958 / 0.960 (nominal
+    # 0.95); the power formula's n gives simulated power 0.785 / 0.779 (asked 0.8); training on the leaked test
+    # prompts opens a test-vs-sibling accuracy gap of +0.49 / +0.46, from -0.005 / -0.023 before.
+    "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.5), "aa_coverage_error": ("<=", 0.03),
+                   "power_error": ("<=", 0.05), "contamination_gap_before_abs": ("<=", 0.12),
+                   "contamination_gap_after": (">=", 0.25), "contamination_gap_opened": (">=", 0.25)},
 }
 
 LAB_SEED = int(os.environ.get("RLHF_COURSE_LAB_SEED", "0"))  # the SEED a lab runs with when executed on its own

@@ -100,6 +100,31 @@ def win_rate(rewards_a: np.ndarray | list[float], rewards_b: np.ndarray | list[f
     return float(np.mean((a > b) + 0.5 * (a == b)))
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased estimate of pass@k from ``n`` samples of which ``c`` are correct (Chen et al. 2021).
+
+    pass@k is the chance that at least one of ``k`` samples is correct. Drawing
+    ``k`` of the ``n`` samples without replacement, all ``k`` are wrong with
+    probability ``C(n - c, k) / C(n, k)``, so
+
+        pass@k = 1 - C(n - c, k) / C(n, k) = 1 - prod_{i = n - c + 1}^{n} (1 - k / i),
+
+    the product form, which never forms the huge binomial coefficients. It is
+    1 when fewer than ``k`` samples are wrong. Averaged over prompts it is
+    unbiased, unlike ``1 - (1 - c / n) ** k``, which plugs in the estimated
+    accuracy and underestimates pass@k.
+    """
+    for name, value in (("n", n), ("c", c), ("k", k)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise ValueError(f"pass_at_k needs integer counts; got {name}={value!r}.")
+    if n < 1 or not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs n >= 1, 0 <= c <= n and 1 <= k <= n; got n={n}, c={c}, k={k}. "
+                         "Draw at least k samples per prompt.")
+    if n - c < k:
+        return 1.0
+    return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1, dtype=np.float64)))
+
+
 @spending("evaluation")
 def kl_to_reference(
     policy: PreTrainedModel,
@@ -273,3 +298,12 @@ def samples_table(prompts: list[Prompt], columns: dict[str, PolicySamples], n: i
             row[name] = f"{samples.responses[i]}  [{samples.rewards[i]:.2f}]"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def mean_pass_at_k(correct: np.ndarray, k: int) -> float:
+    """pass@k averaged over prompts, from a ``(prompts, n)`` table of correct (1) and wrong (0) samples."""
+    table = np.asarray(correct)
+    if table.ndim != 2:
+        raise ValueError(f"correct must be a (prompts, n) table; got shape {table.shape}.")
+    n = table.shape[1]
+    return float(np.mean([pass_at_k(n, int(c), k) for c in (table > 0).sum(axis=1)]))

@@ -45,6 +45,15 @@ def check_prompts(prompts: Sequence[Any], needed: int, what: str) -> None:
                          "(on the toy world: rlhf_course.toyworld.training) or take fewer steps.")
 
 
+def check_rounds(prompts: Sequence[Sequence[Any]], what: str) -> None:
+    """Raise a clear error unless ``prompts`` holds one non-empty list of prompts per round (at least one round)."""
+    flat = [batch for batch in prompts if isinstance(batch, str) or hasattr(batch, "text")]
+    if flat or not prompts or any(len(batch) == 0 for batch in prompts):
+        got = "a flat list of prompts" if flat else f"rounds of sizes {[len(batch) for batch in prompts]}"
+        raise ValueError(f"{what} takes one non-empty list of prompts per round, e.g. [round1, round2]; got {got}. "
+                         "On the toy world, rlhf_course.toyworld.training gives them.")
+
+
 def mean_gold(gold_fn: GoldFunction | None, prompts: list[Any], responses: list[str]) -> float | None:
     """Mean of ``gold_fn`` over the responses, for a trainer's history; ``None`` without a gold function."""
     return None if gold_fn is None else np.asarray(gold_fn(prompts, responses), dtype=float).mean()

@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from typing import Any
 
 from rlhf_course.core.distributed import is_main_process
 from rlhf_course.core.models import load_policy
+from rlhf_course.core.rollout import check_rounds, prompt_text
 from rlhf_course.core.sampling import sample_completions
 from rlhf_course.direct_alignment.train import DirectAlignmentResult, train_dpo
 from rlhf_course.preference_data.data import same_response
@@ -32,7 +35,7 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
     k = k or profile.dpo.online_k
     if k < 2:
         raise ValueError(f"online DPO needs at least 2 samples per prompt to make a pair; got k={k}.")
-    texts = [p if isinstance(p, str) else p.text for p in prompts]
+    texts = [prompt_text(p) for p in prompts]
     samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
                                  batch_size=profile.eval_batch_size, seed=seed)
     rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().view(len(prompts), k)
@@ -55,7 +58,7 @@ def online_dpo(
     reward_fn,
     profile,
     *,
-    prompts,
+    prompts: Sequence[Sequence[Any]],
     output_dir="runs/online_dpo",
     seed: int = 0,
     progress: bool = True,
@@ -88,9 +91,7 @@ def online_dpo(
 
     start = time.perf_counter()
     settings = profile.dpo
-    if not prompts or any(len(batch) == 0 for batch in prompts):
-        raise ValueError("online DPO needs one non-empty list of prompts per round (at least one round); "
-                         f"got {[len(batch) for batch in prompts]}.")
+    check_rounds(prompts, "online DPO")
     current, history, summaries, model = Path(policy_path), [], [], None
     for r, batch in enumerate(prompts, start=1):
         policy = load_policy(current, profile)

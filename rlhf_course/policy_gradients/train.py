@@ -101,7 +101,8 @@ def train_policy_gradient(
             token_logprobs(policy, part), advantages[rows]), aggregation, settings.micro_batch_size)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
-        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": mean_gold(gold_fn, roll.response_prompts, roll.responses),
+        gold = mean_gold(gold_fn, roll.response_prompts, roll.responses)
+        history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": gold,
                         "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start,
                         "length": roll.batch["completion_mask"].sum(dim=1).float().mean().item()})
     policy = policy.merge_and_unload() if profile.lora else policy
@@ -275,7 +276,7 @@ def train_trl_rloo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, 
                    profile: Profile, *, prompts: Sequence[Any], gold_fn: GoldFunction | None = None,
                    output_dir: str | Path = "runs/trl_rloo", seed: int = 0,
                    progress: bool = True) -> PolicyGradientResult:
-    """RLOO with TRL's ``RLOOTrainer``, from the model saved at ``policy_path``, on ``prompts`` (see :func:`train_grpo`).
+    """RLOO with TRL's ``RLOOTrainer`` from the model saved at ``policy_path``, on ``prompts`` (as :func:`train_grpo`).
 
     As in :func:`train_policy_gradient` with ``method="rloo"``, the KL penalty
     (``profile.rl.beta``) is subtracted from each reward and advantages are

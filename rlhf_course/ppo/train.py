@@ -175,8 +175,9 @@ def train_ppo(
                 break
         means = [sum(column) / len(column) for column in zip(*stats)] if stats else [float("nan")] * 5
         tokens = mask.sum().clamp(min=1)
+        gold = mean_gold(gold_fn, roll.response_prompts, roll.responses)
         history.append({
-            "step": step + 1, "proxy_reward": all_mean(roll.rewards.mean()), "gold_reward": _all_mean_or_none(mean_gold(gold_fn, roll.response_prompts, roll.responses)),
+            "step": step + 1, "proxy_reward": all_mean(roll.rewards.mean()), "gold_reward": _all_mean_or_none(gold),
             "kl": all_mean(roll.kl.mean()), "loss": all_mean(means[0]), "clip_fraction": all_mean(means[1]),
             "approx_kl": all_mean(means[2]), "value_loss": all_mean(means[3]),
             "value_clip_fraction": all_mean(means[4]),

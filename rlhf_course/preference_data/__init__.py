@@ -16,8 +16,8 @@ from .annotation import (AnnotationFileError, AnnotationSession, LABELS, LARGE_M
 from .data import (ADAPTER_SKIP_HINT, FIELDS, HH_ASSISTANT, HH_HUMAN, HubPreferences, MODES, PreferenceDataError,
                    PreferenceRows, Problem, ROLES, SHP_METADATA, SKIP_HINT, ULTRAFEEDBACK_METADATA, ValidationReport,
                    check_training_rows, field_text, from_hh_rlhf, from_shp, from_ultrafeedback, hh_messages,
-                   hub_preferences, load_preferences, prompt_length, read_preferences_jsonl, same_response,
-                   split_hh_pair, validate_preferences, write_preferences_jsonl)
+                   hub_preferences, load_preference_files, load_preferences, prompt_length, read_preferences_jsonl,
+                   same_response, split_hh_pair, validate_preferences, write_preferences_jsonl)
 from .formats import to_reward_dataset, unpaired_dataset
 from .toy import toy_pairs, toy_preferences
 
@@ -51,6 +51,7 @@ __all__ = [
     "from_ultrafeedback",
     "hh_messages",
     "hub_preferences",
+    "load_preference_files",
     "load_preferences",
     "prompt_length",
     "read_preferences_jsonl",

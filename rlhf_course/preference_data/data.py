@@ -19,7 +19,9 @@ This file has three parts, read top to bottom:
    format: Anthropic HH-RLHF (:func:`from_hh_rlhf`), Stanford SHP
    (:func:`from_shp`) and UltraFeedback binarized (:func:`from_ultrafeedback`).
    They are pure functions over lists of dicts; :func:`load_preferences` fetches
-   a dataset from the Hugging Face hub and maps it through its adapter.
+   a dataset from the Hugging Face hub and maps it through its adapter, and
+   :func:`load_preference_files` does the same for local JSON Lines files in
+   one of those schemas.
 2. **A validator**, :func:`validate_preferences`, finds the malformed rows that
    would otherwise fail deep inside a trainer (or, worse, train silently on
    nonsense) and says which row, which field, what is wrong and what to do.
@@ -51,7 +53,7 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -449,12 +451,58 @@ def load_preferences(name: str, split: str, n: int | None = None, seed: int = 0,
     from datasets import load_dataset
 
     data = load_dataset(entry.hub_id, split=split)
+    return _adapted(entry, data, entry.hub_id, n, seed, conversational, "skip")
+
+
+def load_preference_files(name: str, data_files: str | os.PathLike | Sequence[str | os.PathLike], *,
+                          n: int | None = None, seed: int = 0, conversational: bool = True,
+                          mode: str = "skip") -> list[dict]:
+    """Local JSON Lines files in a hub dataset's schema, in the course format: :func:`load_preferences` offline.
+
+    ``name`` says which schema the files follow (a short name or hub id from
+    :data:`HUB_PREFERENCES`, e.g. ``"ultrafeedback"`` or ``"hh-rlhf"``). The files
+    are read with ``datasets.load_dataset("json", data_files=...)``, as a copy of
+    the dataset saved with ``dataset.to_json(path)`` would be, then converted by
+    the same adapter and checked by the same validator as the hub copy. With
+    ``mode="skip"`` (the default, as for the hub) records that cannot be used are
+    dropped with a warning; with ``mode="raise"`` the first one is an error
+    naming the file, the record (its 0-based index over the files in order) and
+    the field. A file that ``datasets`` cannot read (not JSON Lines, or a field
+    whose type changes from line to line) is an error naming the file.
+    """
+    entry = hub_preferences(name)
+    _check_mode(mode)
+    if n is not None and n < 1:
+        raise ValueError(f"n must be a positive number of rows or None (all); got {n}.")
+    files = [data_files] if isinstance(data_files, (str, os.PathLike)) else list(data_files)
+    if not files:
+        raise ValueError(f"data_files is empty; pass one or more JSON Lines files in the {entry.hub_id} schema.")
+    for file in files:
+        if not Path(file).is_file():
+            raise FileNotFoundError(f"{file} does not exist; pass JSON Lines files in the {entry.hub_id} schema.")
+    source = ", ".join(Path(file).name for file in files)
+    from datasets import load_dataset
+
+    try:
+        data = load_dataset("json", data_files=[str(file) for file in files], split="train")
+    except Exception as error:  # datasets wraps Arrow's JSON errors in its own types, which vary by version
+        cause = error.__cause__ or error
+        raise PreferenceDataError(
+            f"{source}: datasets could not read the file as JSON Lines ({type(cause).__name__}: {cause}). Each "
+            f"line must be one JSON object, and a field must have the same type on every line "
+            f"(the {entry.hub_id} schema).") from error
+    return _adapted(entry, data, source, n, seed, conversational, mode)
+
+
+def _adapted(entry: HubPreferences, data, source: str, n: int | None, seed: int, conversational: bool,
+             mode: str) -> list[dict]:
+    """A ``datasets.Dataset`` in ``entry``'s schema as validated course rows (a random ``n`` of them if given)."""
     if n is not None:
         data = data.shuffle(seed=seed).select(range(min(n, len(data))))
-    rows = entry.adapter(list(data), conversational=conversational, mode="skip", source=entry.hub_id)
-    report = validate_preferences(rows, source=entry.hub_id, mode="skip")
+    rows = entry.adapter(list(data), conversational=conversational, mode=mode, source=source)
+    report = validate_preferences(rows, source=source, mode=mode)
     if report.dropped:
-        warnings.warn(report.summary(), stacklevel=2)
+        warnings.warn(report.summary(), stacklevel=3)
     return report.rows
 
 

@@ -33,7 +33,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import GoldFunction, RewardFunction, prompt_text
+from rlhf_course.core.rollout import GoldFunction, RewardFunction, check_rounds, prompt_text
 from rlhf_course.core.sampling import generate
 from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
 
@@ -126,6 +126,7 @@ def rejection_sampling_finetune(
     *,
     gold_fn: GoldFunction | None = None,
     keep: str = "top",
+    min_reward: float | None = None,
     output_dir: str | Path = "runs/rs_ft",
     seed: int = 0,
     progress: bool = True,
@@ -142,13 +143,13 @@ def rejection_sampling_finetune(
     ``profile.rs``'s learning rate and epochs (the course passes
     :func:`rlhf_course.instruction_tuning.train_sft`). ``gold_fn``, when given,
     records the gold reward of the kept and of all sampled responses.
-    ``policy`` is trained in place.
+    ``min_reward`` drops kept responses scored below it, so with a verifier's
+    0/1 reward only verified answers are trained on: expert iteration, or STaR
+    without its rationalisation step. ``policy`` is trained in place.
     """
     if keep not in ("top", "random"):
         raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
-    if not prompts or any(len(batch) == 0 for batch in prompts):
-        raise ValueError("rejection_sampling_finetune needs one non-empty list of prompts per round; "
-                         f"got {[len(batch) for batch in prompts]}.")
+    check_rounds(prompts, "rejection_sampling_finetune")
     settings, start = profile.rs, time.perf_counter()
     sft_profile = profile.replace(sft=dataclasses.replace(
         profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
@@ -159,7 +160,11 @@ def rejection_sampling_finetune(
         picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
             else select_random_k(pool.proxy, settings.keep_k, seed=seed * 1000 + r)
         rows = [{"prompt": prompt_text(p), "completion": pool.candidates_of(i)[j]}
-                for i, p in enumerate(batch) for j in picked[i].tolist()]
+                for i, p in enumerate(batch) for j in picked[i].tolist()
+                if min_reward is None or pool.proxy[i, j] >= min_reward]
+        if not rows:
+            raise ValueError(f"Round {r + 1} kept no responses: none scored min_reward={min_reward} or more. "
+                             "Lower min_reward or sample more (profile.rs.n).")
         random.Random(seed + r).shuffle(rows)
         result = finetune(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
                           seed=seed + r, progress=progress)

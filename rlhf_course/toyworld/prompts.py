@@ -62,6 +62,8 @@ _TEMPLATES: dict[str, tuple[str, ...]] = {
     "tone": ("Reply {tone} to: {message}", "Answer {tone}: {message}",
              "Respond {tone} to: {message}", "Write back {tone}: {message}"),
 }
+#: The phrasings of each family, public for evaluation (perturbed siblings, prompt-format sensitivity).
+TEMPLATES = _TEMPLATES
 
 
 @dataclass(frozen=True)
