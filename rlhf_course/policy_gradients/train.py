@@ -14,6 +14,7 @@ import copy
 import time
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -38,6 +39,7 @@ def train_policy_gradient(
     method: str = "rloo",
     seed: int = 0,
     progress: bool = True,
+    on_step: Callable[[int, PreTrainedModel], None] | None = None,
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
@@ -45,7 +47,11 @@ def train_policy_gradient(
     training prompts, subtracts ``profile.rl.beta`` × the sampled KL to
     ``reference`` from each reward, and takes one Adam step on
     :func:`sequence_loss`. Every step is on-policy, so no importance ratio is
-    needed (that is what PPO adds).
+    needed (that is what PPO adds). ``on_step(step, policy)``, if given, is
+    called before the first step (step 0) and after every step: a hook to
+    measure the policy along the way (it must leave the random state as it
+    found it, as :func:`rlhf_course.core.evaluation.sample_policy` does, so
+    that measuring never changes training).
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
@@ -60,6 +66,8 @@ def train_policy_gradient(
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
     baseline, history = None, []
+    if on_step is not None:
+        on_step(0, policy)
     for step in tqdm(range(settings.steps), desc=method, disable=not progress):
         batch_prompts = prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step]
         roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
@@ -82,6 +90,8 @@ def train_policy_gradient(
         optimizer.step()
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": roll.gold().mean(),
                         "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start})
+        if on_step is not None:
+            on_step(step + 1, policy)
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
