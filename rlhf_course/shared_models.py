@@ -9,7 +9,9 @@ labs run in:
 
 - :func:`sft_checkpoint` and :func:`load_trained_sft`: the SFT model and its training log;
 - :func:`reward_model_checkpoint` and :func:`load_trained_reward_model`: the reward model;
-- :func:`shared_policy`: the Policy Gradients lab's REINFORCE or RLOO policy.
+- :func:`shared_policy`: the Policy Gradients lab's REINFORCE or RLOO policy;
+- :func:`recorded_policy`: an RL run measured along the way (the Regularization lab's β = 0 run);
+- :func:`small_reward_model`: reward models on fewer pairs (the Over-optimization lab's proxies).
 
 It sits above the chapters, like the pipeline, because it chains their stages.
 """
@@ -22,10 +24,11 @@ from pathlib import Path
 
 from rlhf_course.core import runs
 from rlhf_course.core.models import load_policy
-from rlhf_course.core.profiles import Profile
+from rlhf_course.core.profiles import Profile, RLSettings
 from rlhf_course.core.rollout import PolicyGradientResult
 from rlhf_course.instruction_tuning.data import load_demonstrations
 from rlhf_course.instruction_tuning.train import SFTResult, train_sft
+from rlhf_course.over_optimization.record import RecordedRun
 from rlhf_course.policy_gradients.train import train_policy_gradient
 from rlhf_course.preference_data.toy import toy_preferences
 from rlhf_course.reward_modeling.evaluation import load_reward_function, load_reward_model
@@ -142,3 +145,77 @@ def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool =
                 "rl": runs.model_settings(profile.rl)}
     path, record = runs.cached(method, settings, train, seed)
     return PolicyGradientResult(load_policy(path, profile), record["history"], record["train_seconds"])
+
+
+def recorded_policy(method: str, profile: Profile, seed: int = 0, rl: RLSettings | None = None, *,
+                    eval_points: int = 9, eval_samples: int = 2, progress: bool = True) -> RecordedRun:
+    """An RL run (``method``, with ``rl`` or ``profile.rl``) measured on held-out prompts along the way; cached.
+
+    It starts from the shared SFT model and optimises the shared reward model
+    like :func:`shared_policy`, and at ``eval_points`` steps from 0 to the last
+    (:func:`rlhf_course.over_optimization.evaluation_steps`) records gold,
+    proxy and KL on ``eval_samples`` answers to each of ``profile.n_eval_prompts``
+    test prompts (:func:`rlhf_course.over_optimization.policy_recorder`). The
+    measuring never changes the training, so the policy is the one the same
+    :func:`train_policy_gradient` call gives without a record. The
+    Regularization lab's β = 0 run is one: that lab and the Over-optimization
+    lab get the same run here, trained by whichever asks first.
+    """
+    from transformers import AutoTokenizer
+
+    from rlhf_course.over_optimization.record import evaluation_steps, policy_recorder
+    from rlhf_course.toyworld import make_prompts
+
+    rl = rl or profile.rl
+    sft_path = sft_checkpoint(profile, seed, progress=progress)
+    rm_path = reward_model_checkpoint(profile, seed, progress=progress)
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+    steps = evaluation_steps(rl.steps, eval_points)
+
+    def train(folder: Path) -> dict:
+        reward_fn, reference = load_reward_function(rm_path, tokenizer, profile), load_policy(sft_path, profile)
+        prompts = [p for p in make_prompts("test", profile.n_eval_prompts, seed=seed) for _ in range(eval_samples)]
+        on_step, record = policy_recorder(reference, tokenizer, prompts, reward_fn, profile, steps, seed=seed)
+        trained = profile.replace(rl=rl)
+        result = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, trained,
+                                       prompts=training.rl_prompts(trained, seed), gold_fn=gold_rewards,
+                                       method=method, seed=seed, progress=progress, on_step=on_step)
+        result.model.save_pretrained(folder / "final", safe_serialization=True)
+        tokenizer.save_pretrained(folder / "final")
+        return {"history": result.history, "train_seconds": result.seconds, "record": record}
+
+    settings = {"method": method, "sft": sft_settings(profile, seed), "rm": runs.model_settings(profile.rm),
+                "rl": runs.model_settings(rl), "eval_steps": steps, "eval_samples": eval_samples,
+                "n_eval_prompts": profile.n_eval_prompts}
+    path, record = runs.cached(f"{method}-recorded", settings, train, seed)
+    result = PolicyGradientResult(load_policy(path, profile), record["history"], record["train_seconds"])
+    return RecordedRun(result, record["record"])
+
+
+def small_reward_model(profile: Profile, seed: int = 0, n_pairs: int = 1000, *, offset: int = 0,
+                       epochs: float = 1.0, progress: bool = True) -> Path:
+    """A reward model on ``n_pairs`` toy-world pairs (rows ``offset`` to ``offset + n_pairs``), ``epochs`` passes; cached.
+
+    Trained like :func:`reward_model_checkpoint`, from the same SFT model and on
+    the same kind of annotator labels, but on fewer pairs: the proxies of a
+    data sweep (several ``n_pairs``) or the members of an ensemble (one
+    ``n_pairs``, disjoint ``offset``\\s). Returns the model's folder.
+    """
+    import dataclasses
+
+    from transformers import AutoTokenizer
+
+    if n_pairs < 1 or offset < 0:
+        raise ValueError(f"n_pairs must be positive and offset non-negative; got {n_pairs} and {offset}.")
+    sft_path = sft_checkpoint(profile, seed, progress=progress)
+    small = profile.replace(rm=dataclasses.replace(profile.rm, epochs=epochs))
+
+    def train(folder: Path) -> dict:
+        rows = toy_preferences(profile, "train", n=offset + n_pairs, seed=seed)[offset:]
+        result = train_reward_model(reward_model_from(sft_path, small), AutoTokenizer.from_pretrained(sft_path),
+                                    rows, small, output_dir=folder, seed=seed, progress=progress)
+        return {"log_history": result.log_history, "train_seconds": result.seconds}
+
+    settings = {"sft": sft_settings(profile, seed), "rm": runs.model_settings(small.rm), "n_pairs": n_pairs,
+                "offset": offset}
+    return runs.cached("rm-small", settings, train, seed)[0]

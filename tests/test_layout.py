@@ -11,7 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
 CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
             "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation",
-            "style", "reasoning", "synthetic_data")
+            "style", "reasoning", "synthetic_data", "over_optimization", "constitutional_ai")
 # (chapter, other chapter's trainer) allowed to be imported. RLVR is, by definition, the Policy Gradients chapter's
 # RLOO (and TRL's GRPO) run against a verifier's reward, so the Reasoning stage calls those trainers.
 KNOWN_TRAINER_IMPORTS: set[tuple[str, str]] = {("reasoning", "rlhf_course.policy_gradients.train")}

@@ -49,6 +49,7 @@ def train_policy_gradient(
     seed: int = 0,
     progress: bool = True,
     aggregation: str = "constant",
+    on_step: Callable[[int, PreTrainedModel], None] | None = None,
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
@@ -69,6 +70,11 @@ def train_policy_gradient(
     differently; see the chapter.
     ``gold_fn``, when given, scores each response for the history's
     ``gold_reward`` (logged, never optimised).
+    ``on_step(step, policy)``, if given, is called before the first step (step 0)
+    and after every step: a hook to measure the policy along the way (it must
+    leave the random state as it found it, as
+    :func:`rlhf_course.core.evaluation.sample_policy` does, so that measuring
+    never changes training).
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
@@ -86,6 +92,8 @@ def train_policy_gradient(
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
     baseline, history = None, []
+    if on_step is not None:
+        on_step(0, policy)
     for step in tqdm(range(settings.steps), desc=method, disable=not progress):
         batch_prompts = list(prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step])
         roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
@@ -105,6 +113,8 @@ def train_policy_gradient(
         history.append({"step": step + 1, "proxy_reward": roll.rewards.mean().item(), "gold_reward": gold,
                         "kl": roll.kl.mean().item(), "loss": loss.item(), "seconds": time.perf_counter() - start,
                         "length": roll.batch["completion_mask"].sum(dim=1).float().mean().item()})
+        if on_step is not None:
+            on_step(step + 1, policy)
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
     return PolicyGradientResult(policy, history, time.perf_counter() - start)
