@@ -74,8 +74,8 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                          # rises over the first step's in both (seeds 0 / 1: token +0.71 / +0.68, sequence +0.69 /
                          # +0.56) for 45 / 46 CPU-s. The mean per sequence ends 0.28 / 0.24 tokens shorter: recorded,
                          # not asserted (within the step-to-step noise of about a token).
-                         "agg_token_gold_gain": (">=", 0.25), "agg_sequence_gold_gain": (">=", 0.25),
-                         "agg_cpu_seconds": ("<=", 90.0)},
+                         # Its CPU seconds are recorded for the per-lab table, not asserted (a budget, not a test).
+                         "agg_token_gold_gain": (">=", 0.25), "agg_sequence_gold_gain": (">=", 0.25)},
     # The whole pipeline in one notebook, with a reward model of 4000 pairs x 2 epochs. Measured (seeds 0 / 1, four
     # answers per test prompt; half the demonstrations are flawed): SFT gains 0.78 / 0.88 gold over base; the reward
     # model agrees with gold 0.70 / 0.715; PPO wins 0.65 / 0.64 against SFT (gold +0.61 / +0.51), DPO 0.63 / 0.64
