@@ -10,7 +10,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
 CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
-            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment")
+            "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment",
+            "constitutional_ai")
 # Rejection-sampling fine-tuning runs the instruction-tuning stage on the kept samples; it will take the
 # fine-tuning function as an argument when the trainers take their data as arguments (issue 19, later step).
 KNOWN_TRAINER_IMPORTS = {("rejection_sampling", "rlhf_course.instruction_tuning.train")}

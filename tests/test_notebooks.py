@@ -27,6 +27,8 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 # lab (notebook stem) -> metric -> (comparison, threshold), checked on profile tiny. CI runs every lab at seed 0;
 # a threshold must also hold at seed 1 (RLHF_COURSE_SKIP_REAL_BOOK=1 RLHF_COURSE_LAB_SEED=1 pytest ... -k <lab>).
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
+    # Constitutional AI (placeholder, being measured)
+    "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.55)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.63), "gold_drop_from_flawed_demos": (">=", 0.5)},

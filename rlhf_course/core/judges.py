@@ -157,15 +157,33 @@ class LogProbJudge(PairwiseJudge):
         return self.template.format(principle=self.principle, prompt=prompt_text(prompt), first=first,
                                     second=second)
 
+    @torch.no_grad()
     def prob_first(self, prompts: list, completions: list[list[str]]) -> list[float]:
-        from rlhf_course.core.sampling import completion_logprobs
+        from rlhf_course.core.sampling import chat_prompt, completion_logprobs
 
         _check_pairs(prompts, completions)
         texts = [self.judge_prompt(p, a, b) for p, (a, b) in zip(prompts, completions)]
-        n = len(texts)
-        logps = completion_logprobs(self.model, self.tokenizer, texts * 2, [self.labels[0]] * n + [self.labels[1]] * n,
-                                    batch_size=self.batch_size, add_eos=False)
-        return torch.sigmoid(logps[:n] - logps[n:]).tolist()
+        ids = [self.tokenizer(label, add_special_tokens=False)["input_ids"] for label in self.labels]
+        if len(ids[0]) != 1 or len(ids[1]) != 1:  # a label of several tokens: score each continuation in full
+            n = len(texts)
+            logps = completion_logprobs(self.model, self.tokenizer, texts * 2,
+                                        [self.labels[0]] * n + [self.labels[1]] * n,
+                                        batch_size=self.batch_size, add_eos=False)
+            return torch.sigmoid(logps[:n] - logps[n:]).tolist()
+        # one forward pass per pair: the next-token logits after the judge prompt hold both letters
+        was_training, side = self.model.training, self.tokenizer.padding_side
+        self.model.eval()
+        self.tokenizer.padding_side = "left"
+        out = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = self.tokenizer([chat_prompt(self.tokenizer, t) for t in texts[start:start + self.batch_size]],
+                                   return_tensors="pt", padding=True, add_special_tokens=False).to(self.model.device)
+            positions = (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+            logits = self.model(**batch, position_ids=positions).logits[:, -1].float()
+            out.append(torch.sigmoid(logits[:, ids[0][0]] - logits[:, ids[1][0]]).cpu())
+        self.model.train(was_training)
+        self.tokenizer.padding_side = side
+        return torch.cat(out).tolist()
 
 
 # ============================================================================= position bias
