@@ -11,8 +11,8 @@ The judges themselves (pairwise, log-prob, reward, the win-rate callback) are in
 
 from .constitution import (CONSTITUTION, Principle, ai_labelled, deciding_attribute, principle_label, prompted_judge,
                            reward_model_judge, revise, seed_labels, without)
-from .feedback import attribute_means, error_by_attribute, gold_verdicts, order_report, pairwise_judge_rows
+from .feedback import annotator_flip_rate, attribute_means, judge_flip_rate, error_by_attribute, gold_verdicts, order_report, pairwise_judge_rows
 
 __all__ = ["CONSTITUTION", "Principle", "ai_labelled", "deciding_attribute", "principle_label", "prompted_judge",
-           "reward_model_judge", "revise", "seed_labels", "without", "attribute_means", "error_by_attribute",
+           "reward_model_judge", "revise", "seed_labels", "without", "annotator_flip_rate", "attribute_means", "judge_flip_rate", "error_by_attribute",
            "gold_verdicts", "order_report", "pairwise_judge_rows"]

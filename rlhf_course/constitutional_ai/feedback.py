@@ -68,26 +68,43 @@ def pairwise_judge_rows(seed_rows: list[dict], seed: int = 0) -> list[dict]:
     return rows
 
 
-def order_report(judge: PairwiseJudge, prompts: list, pairs: list[list[str]], seed: int = 0) -> dict[str, float]:
+def order_report(judge: PairwiseJudge, prompts: list, pairs: list[list[str]]) -> dict[str, float]:
     """A judge shown every pair in both orders: consistency, first-position rate, and agreement with gold.
 
-    ``raw_agreement`` is the judge's verdict in one random order per pair (as
-    :meth:`PairwiseJudge.judge` with ``shuffle_order`` would give);
-    ``swap_agreement`` averages the two orders' probabilities first.
+    ``raw_agreement`` is the expected agreement of the judge's verdict when
+    each pair is shown once, in a random order (as :meth:`PairwiseJudge.judge`
+    with ``shuffle_order`` does): the mean of the two orders' agreements, which
+    leaves out the coin flips; ``swap_agreement`` averages the two orders'
+    probabilities first.
     """
     forward = judge.prob_first(prompts, pairs)
     backward = judge.prob_first(prompts, [[b, a] for a, b in pairs])
     p0_fwd, p0_bwd = np.array(forward), 1 - np.array(backward)  # P(completion 0 wins), each order
     gold = gold_verdicts(prompts, pairs)
-    rng = random.Random(seed)
-    shown = [p0_bwd[i] if rng.random() < 0.5 else p0_fwd[i] for i in range(len(pairs))]
     fwd_v = [verdict(p) for p in p0_fwd]
     bwd_v = [verdict(p) for p in p0_bwd]
     consistent = [a == b and a >= 0 for a, b in zip(fwd_v, bwd_v)]
     first = (np.sum(np.array(forward) > 0.5) + np.sum(np.array(backward) > 0.5)) / (2 * len(pairs))
     return {"consistency": float(np.mean(consistent)), "first_rate": float(first),
-            "raw_agreement": agreement([verdict(p) for p in shown], gold),
+            "raw_agreement": (agreement(fwd_v, gold) + agreement(bwd_v, gold)) / 2,
             "swap_agreement": agreement([verdict(p) for p in (p0_fwd + p0_bwd) / 2], gold)}
+
+
+def annotator_flip_rate(rows: list[dict]) -> float:
+    """How often the annotators would label the same pairs the other way if asked again: noise, measured.
+
+    An annotator chose with probability ``label_prob`` (Bradley–Terry), so two
+    independent labels of a pair disagree with probability 2p(1 - p).
+    """
+    p = np.array([r["label_prob"] for r in rows], dtype=float)
+    return float(np.mean(2 * p * (1 - p)))
+
+
+def judge_flip_rate(judge: PairwiseJudge, prompts: list, pairs: list[list[str]], seed: int = 0) -> float:
+    """Share of pairs a judge labels differently when asked twice (in fresh random orders)."""
+    first = judge.judge(prompts, pairs, seed=seed)
+    second = judge.judge(prompts, pairs, seed=seed + 1)
+    return float(np.mean([a != b for a, b in zip(first, second)]))
 
 
 def attribute_means(prompts: list[Prompt], responses: list[str]) -> dict[str, float]:
