@@ -151,3 +151,16 @@ def test_win_rate_callback_logs_win_rate_and_length_during_dpo(tiny_policy, tmp_
     for entry in callback.history:
         assert 0.0 <= entry["judge_win_rate"] <= 1.0 and entry["completion_length"] > 0
     assert any("judge_win_rate" in e for e in trainer.state.log_history)
+
+
+def test_log_prob_judge_gives_each_pair_the_same_probability_alone_and_in_a_padded_batch(tiny_policy):
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import get_profile
+
+    path, tokenizer = tiny_policy
+    judge = LogProbJudge(load_policy(path, get_profile("tiny")), tokenizer, batch_size=8)
+    prompts = ["1 plus 2?", "List 3 fruits.", "Repeat sun twice."]
+    pairs = [["3", "4"], ["apple, pear, lemon", "Ugh, fine. cat, dog"], ["sun sun", "The word is SUN. I hope this helps!"]]
+    together = judge.prob_first(prompts, pairs)
+    alone = [judge.prob_first([p], [c])[0] for p, c in zip(prompts, pairs)]
+    assert together == pytest.approx(alone, abs=1e-4)  # left padding shifts no positions
