@@ -28,10 +28,11 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 # a threshold must also hold at seed 1 (RLHF_COURSE_SKIP_REAL_BOOK=1 RLHF_COURSE_LAB_SEED=1 pytest ... -k <lab>).
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # Constitutional AI: labels of a small AI judge (seed-trained on the constitution) agree with gold well above
-    # chance (seed 0: 0.70; annotators 0.83); DPO on 1,920 AI-labelled pairs beats SFT by gold (0.63; annotator labels
-    # of the same pairs 0.63); rule-based revisions beat the original by gold; dropping the 'concise' principle
-    # lowers the policy's gold conciseness (0.962 -> 0.916).
-    "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.62), "ai_dpo_win_rate_vs_sft": (">=", 0.56),
+    # chance (seed 0: 0.70; annotators 0.83); DPO on 1,920 AI-labelled pairs beats SFT by gold (0.59 and 0.63 in two
+    # runs of seed 0; annotator labels of the same pairs 0.63); rule-based revisions beat the original by gold (0.96);
+    # dropping the 'concise' principle lowers the policy's gold conciseness (0.955 -> 0.916). Not asserted: the
+    # swap-averaging gain of the judge that reads both answers (+0.017 on 400 pairs, within noise).
+    "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.62), "ai_dpo_win_rate_vs_sft": (">=", 0.54),
                           "revision_better_share": (">=", 0.85), "dropped_attribute_drop": (">=", 0.02)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
