@@ -27,13 +27,14 @@ LABS = sorted(LABS_DIR.glob("*.ipynb"))
 # lab (notebook stem) -> metric -> (comparison, threshold), checked on profile tiny. CI runs every lab at seed 0;
 # a threshold must also hold at seed 1 (RLHF_COURSE_SKIP_REAL_BOOK=1 RLHF_COURSE_LAB_SEED=1 pytest ... -k <lab>).
 EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
-    # Constitutional AI: labels of a small AI judge (seed-trained on the constitution) agree with gold well above
-    # chance (seed 0: 0.70; annotators 0.83); DPO on 1,920 AI-labelled pairs beats SFT by gold (0.59 and 0.63 in two
-    # runs of seed 0; annotator labels of the same pairs 0.63); rule-based revisions beat the original by gold (0.96);
-    # dropping the 'concise' principle lowers the policy's gold conciseness (0.955 -> 0.916). Not asserted: the
-    # swap-averaging gain of the judge that reads both answers (+0.017 on 400 pairs, within noise).
+    # Constitutional AI (seeds 0 / 1): labels of a small AI judge (seed-trained on the constitution) agree with gold
+    # well above chance (0.70 / 0.72; annotators 0.83 / 0.83); DPO on ~1,900 AI-labelled pairs beats SFT by gold
+    # (0.59 / 0.65; annotator labels of the same pairs 0.63 / 0.65); rule-based revisions beat the original by gold
+    # (0.96 / 0.96). Not asserted, because they do not hold with a margin on both seeds: dropping the 'concise'
+    # principle lowers the policy's gold conciseness by 0.039 / 0.009, and swap-averaging the judge that reads both
+    # answers changes its agreement by +0.017 / -0.003 (it answers "B" almost always).
     "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.62), "ai_dpo_win_rate_vs_sft": (">=", 0.54),
-                          "revision_better_share": (">=", 0.85), "dropped_attribute_drop": (">=", 0.02)},
+                          "revision_better_share": (">=", 0.85)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.63), "gold_drop_from_flawed_demos": (">=", 0.5)},
