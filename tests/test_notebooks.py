@@ -37,6 +37,14 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
                        "prompts_test_share": (">=", 0.02), "replace_diversity_fall": (">=", 0.12),
                        "replace_minus_accumulate_fall": (">=", 0.08), "student_win_rate_vs_demos": (">=", 0.6),
                        "student_minus_demos_gold": (">=", 0.5)},
+    # Constitutional AI (seeds 0 / 1): labels of a small AI judge (seed-trained on the constitution) agree with gold
+    # well above chance (0.70 / 0.72; annotators 0.83 / 0.83); DPO on ~1,900 AI-labelled pairs beats SFT by gold
+    # (0.59 / 0.65; annotator labels of the same pairs 0.63 / 0.65); rule-based revisions beat the original by gold
+    # (0.96 / 0.96). Not asserted, because they do not hold with a margin on both seeds: dropping the 'concise'
+    # principle lowers the policy's gold conciseness by 0.039 / 0.009, and swap-averaging the judge that reads both
+    # answers changes its agreement by +0.017 / -0.003 (it answers "B" almost always).
+    "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.62), "ai_dpo_win_rate_vs_sft": (">=", 0.54),
+                          "revision_better_share": (">=", 0.85)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
     # the pipeline's SFT models win 0.67 and 0.68 against base on seeds 0 and 1, four answers per prompt.)
     "instruction_tuning": {"win_rate_vs_base": (">=", 0.63), "gold_drop_from_flawed_demos": (">=", 0.5)},
