@@ -26,6 +26,11 @@ TOY_WORLD_EDGES = {
     "what_are_preferences/preference_models.py": "toy-world responses ranked by gold, for the chapter's figures",
     "optimization_rl/objective.py": "the exact response space of one toy-world prompt, scored by gold",
     "reward_modeling/outcome.py": "toy-world prompts with one exact answer, for the outcome-reward lab",
+    "core/judges.py": "the gold judge, the reference every other judge is measured against",
+    "constitutional_ai/checks.py": "toy-world prompts for the exercise checks' hand-made cases",
+    "constitutional_ai/constitution.py": "the toy-world constitution: seed labels per principle, read from gold's attributes",
+    "constitutional_ai/feedback.py": "measures AI labels against gold's verdicts",
+    "over_optimization/proxies.py": "proxies built from gold by construction (gold plus noise, gold plus a feature)",
 }
 TOY_WORLD_CALLS = {"make_prompts", "gold_reward"}
 
