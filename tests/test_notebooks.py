@@ -145,16 +145,16 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     "evaluation": {"validated_judge_rank_corr_with_gold": (">=", 0.5), "aa_coverage_error": ("<=", 0.03),
                    "power_error": ("<=", 0.05), "contamination_gap_before_abs": ("<=", 0.12),
                    "contamination_gap_after": (">=", 0.25), "contamination_gap_opened": (">=", 0.25)},
-    # Goodhart against a gold reward (measured at seed 0 only; seed 1's shared models were not trained in time): the
-    # best-of-n law fits (R^2 0.96); best-of-n gold turns down (drop 0.33 from n = 8 to 64); RL at beta = 0 rises
-    # (+0.63 at d = 0.63) and falls (drop 0.70, gold noise about 0.09 per point) while the proxy keeps rising (+2.58);
-    # the noise-only proxy never turns down (drop 0.00, gain 1.52 at n = 64); the fitted peak moves out from 250 to
-    # 4,000 pairs (0.22 -> 0.90). Not asserted, as they did not hold at seed 0: RL peaking at a larger KL than
-    # best-of-n (0.63 vs 1.10 measured), the ensembles reducing the drop (0.22-0.26 vs 0.17 for one model).
+    # Goodhart against a gold reward (seeds 0 / 1): the best-of-n law fits (R^2 0.96 / 0.95); best-of-n gold turns
+    # down (drop 0.33 / 0.33 from its peak to n = 64); RL at beta = 0 rises (+0.63 / +0.64) and falls (drop 0.70 /
+    # 1.90) while the proxy keeps rising (+2.58 / +6.54); the noise-only proxy never turns down (drop 0.00 / 0.00);
+    # the fitted peak moves out from 250 to 4,000 pairs (0.22 -> 0.90 / 0.65 -> 0.93: a gain of 0.67 / 0.28, so
+    # the bound is low). Not asserted: RL peaking at a larger KL than best-of-n (-0.47 / +0.74 apart) and the
+    # ensembles reducing the drop (they drop 0.05 / 0.11 more than one model).
     "over_optimization": {"bon_fit_r2": (">=", 0.8), "bon_gold_drop": (">=", 0.1), "rl_gold_peak_gain": (">=", 0.3),
                           "rl_gold_drop": (">=", 0.3), "rl_end_proxy_gain": (">=", 1.0),
                           "noise_proxy_gold_drop": ("<=", 0.05), "noise_proxy_gold_gain_max_n": (">=", 0.8),
-                          "sweep_peak_d_gain": (">=", 0.2)},
+                          "sweep_peak_d_gain": (">=", 0.1)},
 }
 
 LAB_SEED = int(os.environ.get("RLHF_COURSE_LAB_SEED", "0"))  # the SEED a lab runs with when executed on its own
