@@ -31,18 +31,18 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # 0 / 1, new 0.12 / 0.12, from the test split 0.06 / 0.06, dropped); self-training on unfiltered samples at
     # temperature 0.7 loses diversity (distinct answers per prompt fall 0.28 / 0.22 over three generations) and
     # keeping the real data loses less (difference 0.27 / 0.18). The distilled student beats the student of as many
-    # human demonstrations: gold +1.23, win rate 0.73 at seed 0; seed 1 not yet measured (its RLOO teacher was not
-    # cached in time), so these two thresholds are set well below the seed-0 values.
+    # human demonstrations: gold +1.23 / +1.00, win rate 0.73 / 0.72.
     "synthetic_data": {"prompts_valid_share": (">=", 0.8), "prompts_new_share": (">=", 0.06),
                        "prompts_test_share": (">=", 0.02), "replace_diversity_fall": (">=", 0.12),
                        "replace_minus_accumulate_fall": (">=", 0.08), "student_win_rate_vs_demos": (">=", 0.6),
                        "student_minus_demos_gold": (">=", 0.5)},
     # Constitutional AI (seeds 0 / 1): labels of a small AI judge (seed-trained on the constitution) agree with gold
-    # well above chance (0.70 / 0.72; annotators 0.83 / 0.83); DPO on ~1,900 AI-labelled pairs beats SFT by gold
-    # (0.59 / 0.65; annotator labels of the same pairs 0.63 / 0.65); rule-based revisions beat the original by gold
-    # (0.96 / 0.96). Not asserted, because they do not hold with a margin on both seeds: dropping the 'concise'
-    # principle lowers the policy's gold conciseness by 0.039 / 0.009, and swap-averaging the judge that reads both
-    # answers changes its agreement by +0.017 / -0.003 (it answers "B" almost always).
+    # well above chance (0.72 / 0.73; annotators 0.83 / 0.83); DPO on ~1,900 AI-labelled pairs beats SFT by gold
+    # (0.65 / 0.67; annotator labels of the same pairs 0.63 / 0.65; an earlier version of the lab gave 0.59 at seed
+    # 0, hence the low bound); rule-based revisions beat the original by gold (0.96 / 0.97). Not asserted, because
+    # they do not hold with a margin on both seeds: dropping the 'concise' principle lowers the policy's gold
+    # conciseness by 0.058 / 0.018, and swap-averaging the judge that reads both answers changes its agreement by
+    # +0.017 / -0.003 (it answers "B" almost always).
     "constitutional_ai": {"ai_label_agreement_gold": (">=", 0.62), "ai_dpo_win_rate_vs_sft": (">=", 0.54),
                           "revision_better_share": (">=", 0.85)},
     # SFT clearly beats the base model, and flawed demonstrations clearly cap it. (Half the demonstrations are flawed:
