@@ -38,6 +38,18 @@ same held-out test prompts with the gold reward. The output folder gets:
     training steps, the share of pairs whose chosen response has the higher
     implicit reward (not logged by KTO, which has no pairs) and the mean margin.
 
+    Every policy stage measured in a run that also measured SFT records
+    ``judge_win_rate_vs_sft`` and ``lc_win_rate_vs_sft``: its win rate against
+    SFT's samples under a judge that likes long answers, raw and
+    length-controlled (``add_style_columns``; the Style chapter).
+
+    The opt-in stages of the Advanced chapters (``--stages ...,rlaif,distill,rlvr``):
+    ``rlaif`` is DPO on pairs an AI judge labelled from a constitution
+    (``ai_label_agreement_gold``, ``ai_pairs``); ``distill`` is SFT of the base
+    model on the filtered answers of a teacher stage (``teacher``,
+    ``filter_kept_share``, ``filter_gold_first``, ``filter_gold_kept``); ``rlvr`` is
+    RLOO against a verifier (``pass@k`` and ``sft_pass@k`` on held-out checkable prompts).
+
     Stages that train add their own fields (for example ``first_loss`` and
     ``final_loss``, the first and last logged training loss). The reward-model
     stage ``rm`` is not a policy; its entry holds ``rm_accuracy_gold`` (held-out
@@ -72,30 +84,42 @@ from rlhf_course import __version__
 from rlhf_course.core.distributed import is_main_process, world_size
 from rlhf_course.core.evaluation import (Measurement, PolicySamples, compare_samples, eval_prompts, measure_policy,
                                          sample_policy, win_rate)
+from rlhf_course.core.judges import agreement
 from rlhf_course.core.models import load_model, load_policy
 from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
+from rlhf_course.constitutional_ai import CONSTITUTION, ai_feedback, gold_verdicts, prompted_judge, reward_model_judge, seed_labels
 from rlhf_course.direct_alignment.online import online_dpo
 from rlhf_course.direct_alignment.train import train_dpo, train_ipo, train_kto, train_orpo, train_simpo
 from rlhf_course.instruction_tuning.data import load_demonstrations
 from rlhf_course.instruction_tuning.train import train_sft
 from rlhf_course.policy_gradients.train import train_grpo, train_policy_gradient
 from rlhf_course.ppo.train import train_ppo
+from rlhf_course.reasoning import measure as measure_reasoning, rlvr_profile, train_rlvr, verifier_reward
 from rlhf_course.preference_data.toy import toy_pairs, toy_preferences
 from rlhf_course.rejection_sampling.selection import best_of_n_kl_bound, estimate_best_of_n_kl
 from rlhf_course.rejection_sampling.train import best_of_n, rejection_sampling_finetune
-from rlhf_course.reward_modeling.evaluation import evaluate_reward_model, load_reward_function
+from rlhf_course.reward_modeling.evaluation import evaluate_reward_model, load_reward_function, reward_function
 from rlhf_course.reward_modeling.train import reward_model_from, train_reward_model
 from rlhf_course.shared_models import (load_trained_reward_model, load_trained_sft, reward_model_checkpoint,
                                        sft_checkpoint)
-from rlhf_course.toyworld import gold_rewards, training
+from rlhf_course.style.judges import length_loving_judge
+from rlhf_course.style.leaderboard import style_leaderboard
+from rlhf_course.synthetic_data import distill
+from rlhf_course.toyworld import gold_rewards, training, verify
 
 
 STAGES = ("base", "sft", "rm", "bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo",
-          "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")
+          "dpo", "ipo", "kto", "orpo", "simpo", "online_dpo", "rlaif", "distill", "rlvr")
 
 
-# Run when --stages is not given: every stage built so far.
-DEFAULT_STAGES = STAGES
+# The stages of the Advanced chapters, run only when asked for (--stages ...,rlaif,distill,rlvr): RLAIF (Constitutional
+# AI), distillation from a pipeline policy (Synthetic Data) and RL with verifiable rewards (Reasoning). Their labs
+# train and assert the same methods; the pipeline measures them on the same axes as every other stage.
+ADVANCED_STAGES = ("rlaif", "distill", "rlvr")
+
+
+# Run when --stages is not given: every stage of the Optimization chapters.
+DEFAULT_STAGES = tuple(s for s in STAGES if s not in ADVANCED_STAGES)
 
 
 RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo")  # optimise against the reward model
@@ -104,7 +128,7 @@ RL_STAGES = ("bon", "rs_ft", "reinforce", "rloo", "grpo", "ppo")  # optimise aga
 DIRECT_STAGES = ("dpo", "ipo", "kto", "orpo", "simpo", "online_dpo")  # learn from preference pairs directly
 
 
-POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES)
+POLICY_STAGES = ("base", "sft", *RL_STAGES, *DIRECT_STAGES, *ADVANCED_STAGES)
 
 
 DIRECT_TRAINERS = {"ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simpo": train_simpo}  # dpo: its own recipe
@@ -112,6 +136,10 @@ DIRECT_TRAINERS = {"ipo": train_ipo, "kto": train_kto, "orpo": train_orpo, "simp
 
 RESULT_FIELDS = ("gold_reward", "gold_reward_stderr", "proxy_reward", "win_rate_vs_base", "win_rate_vs_sft",
                  "kl_to_ref", "seconds", "cpu_seconds")
+
+
+# The Style chapter's columns: the win rate against SFT under a length-loving judge, raw and length-controlled.
+STYLE_FIELDS = ("judge_win_rate_vs_sft", "lc_win_rate_vs_sft")
 
 
 RM_FIELDS = ("rm_accuracy_gold", "rm_accuracy_labels", "label_accuracy_gold", "rm_length_corr", "seconds",
@@ -318,6 +346,129 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
     return {**entry, "seconds": time.perf_counter() - start}
 
 
+def trained_stage(out: Path, stage: str, needed_by: str, hint: str) -> Path:
+    """``<out>/<stage>/final``, or a clear error naming the stage to run first."""
+    path = out / stage / "final"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"The {needed_by} stage needs the {stage} stage's model, but {path} does not exist. "
+                                f"Run it first ({hint}).")
+    return path
+
+
+def constitution_judge(sft_path: Path, tokenizer, profile: Profile, output_dir: Path, seed: int, progress: bool):
+    """The Constitutional AI chapter's AI judge: on ``tiny``, a reward model trained from the SFT model on
+    ``profile.rlaif.n_seed_per_principle`` seed labels per principle; elsewhere the SFT model prompted with them."""
+    if profile.model != "tiny":
+        return prompted_judge(load_policy(sft_path, profile), tokenizer)
+    seeds = seed_labels(CONSTITUTION, profile.rlaif.n_seed_per_principle, seed=seed)
+    result = train_reward_model(reward_model_from(sft_path, profile), tokenizer, seeds, profile,
+                                output_dir=output_dir, seed=seed, progress=progress)
+    return reward_model_judge(reward_function(result.model, tokenizer, profile.eval_batch_size))
+
+
+def rlaif_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples],
+                progress: bool) -> dict:
+    """DPO from the SFT model on pairs an AI judge labelled by reading a constitution (RLAIF).
+
+    The pairs are the annotators' (``profile.rlaif.n_pairs`` of them), relabelled
+    by the judge, ties dropped. The entry adds ``ai_label_agreement_gold`` (the
+    judge's labels against gold's verdicts, ties counted as misses),
+    ``annotator_label_agreement_gold`` and ``ai_pairs`` (pairs DPO trained on).
+    """
+    start, sft_path = time.perf_counter(), trained_stage(out, "sft", "rlaif", "--stages sft,rlaif")
+    judge = constitution_judge(sft_path, tokenizer, profile, out / "rlaif" / "judge", seed, progress)
+    rows = toy_pairs(profile, seed, n=profile.rlaif.n_pairs)
+    pair_prompts = training.pair_prompts(rows, profile.rlaif.n_pairs, seed)
+    ai_rows, verdicts = ai_feedback(judge, rows, pair_prompts, seed=seed)
+    gold = gold_verdicts(pair_prompts, [[row["chosen"], row["rejected"]] for row in rows])
+    result = train_dpo(sft_path, tokenizer, ai_rows, profile, output_dir=out / "rlaif", seed=seed, progress=progress)
+    entry, samples["rlaif"] = measure("rlaif", result.model, load_policy(sft_path, profile), tokenizer, prompts,
+                                      profile, seed, samples, optional_reward(out, tokenizer, profile))
+    return {**entry, "ai_label_agreement_gold": agreement(verdicts, gold),
+            "annotator_label_agreement_gold": agreement([0] * len(rows), gold), "ai_pairs": len(ai_rows),
+            "seconds": time.perf_counter() - start}
+
+
+def distill_stage(base, tokenizer, prompts, profile: Profile, seed: int, out: Path,
+                  samples: dict[str, PolicySamples], progress: bool) -> dict:
+    """SFT of the base model on a teacher's filtered answers (the Synthetic Data chapter's distillation).
+
+    The teacher is the policy of the stage ``profile.distill.teacher`` (RLOO by
+    default); it answers fresh training prompts ``profile.distill.k`` times
+    each, the verifier drops wrong answers to checkable prompts and the reward
+    model keeps the best. The student trains on as many rows as the SFT model
+    did, so ``win_rate_vs_sft`` compares the two sources of data. The entry
+    adds the filter's kept share and the gold of the first and of the kept answers.
+    """
+    start, settings = time.perf_counter(), profile.distill
+    teacher = trained_stage(out, settings.teacher, "distill", f"--stages sft,rm,{settings.teacher},distill, "
+                            "or another teacher with --set distill.teacher=STAGE")
+    reward_fn = load_reward_function(trained_stage(out, "rm", "distill", "--stages sft,rm,..."), tokenizer, profile)
+    result, answers = distill(load_policy(teacher, profile), copy.deepcopy(base), tokenizer,
+                              training.distill_prompts(profile, seed), profile.sft.n_demonstrations, reward_fn,
+                              train_sft, profile, k=settings.k, verifier=verify, gold_fn=gold_rewards,
+                              output_dir=out / "distill", seed=seed, progress=progress)
+    entry, samples["distill"] = measure("distill", result.model, base, tokenizer, prompts, profile, seed, samples,
+                                        reward_fn)
+    summary = answers.summary()
+    return {**entry, "teacher": settings.teacher, "distill_rows": min(len(answers.rows), profile.sft.n_demonstrations),
+            "filter_kept_share": summary["kept_share"], "filter_gold_first": summary["gold_first"],
+            "filter_gold_kept": summary["gold_kept"], "seconds": time.perf_counter() - start}
+
+
+def rlvr_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples],
+               progress: bool) -> dict:
+    """RLOO from the SFT model against a verifier's gated reward, no KL penalty (the Reasoning chapter's RLVR).
+
+    Trains on checkable prompts (arithmetic and transform); the entry adds
+    pass@k on held-out checkable prompts (``profile.rlvr.n_samples`` samples
+    each, the unbiased estimator of Chen et al. 2021) for the SFT model
+    (``sft_pass@k``) and the trained one (``pass@k``), k = 1, 2, 4, ….
+    """
+    start, settings = time.perf_counter(), profile.rlvr
+    sft_path = trained_stage(out, "sft", "rlvr", "--stages sft,rlvr")
+    train, test = training.rlvr_prompts(profile, seed)
+    rl_profile = rlvr_profile(profile, steps=settings.steps, prompts_per_step=settings.prompts_per_step, k=settings.k)
+    reference = load_policy(sft_path, profile)
+    model = train_rlvr(load_policy(sft_path, profile), reference, tokenizer, train, verifier_reward(train, "gated"),
+                       rl_profile, gold_fn=gold_rewards, seed=seed, progress=progress).model
+    if is_main_process():
+        model.save_pretrained(out / "rlvr" / "final", safe_serialization=True)
+        tokenizer.save_pretrained(out / "rlvr" / "final")
+    ks = tuple(2 ** j for j in range(settings.n_samples.bit_length()) if 2 ** j <= settings.n_samples)
+    passes = {}
+    for name, policy in (("sft_", reference), ("", model)):
+        measured = measure_reasoning(policy, tokenizer, test, settings.n_samples, profile, ks=ks, seed=seed + 7)
+        passes.update({f"{name}pass@{k}": measured[f"pass@{k}"] for k in ks})
+    entry, samples["rlvr"] = measure("rlvr", model, reference, tokenizer, prompts, profile, seed, samples,
+                                     optional_reward(out, tokenizer, profile))
+    return {**entry, **passes, "seconds": time.perf_counter() - start}
+
+
+def optional_reward(out: Path, tokenizer, profile: Profile):
+    """The reward model's function when this run has one (to record the proxy reward), else None."""
+    path = out / "rm" / "final"
+    return load_reward_function(path, tokenizer, profile) if (path / "config.json").exists() else None
+
+
+def add_style_columns(stages: dict, samples: dict[str, PolicySamples], seed: int) -> None:
+    """Add :data:`STYLE_FIELDS` to every policy stage measured in this run (the Style chapter).
+
+    Each stage's samples are judged against the SFT model's by a judge that
+    likes long answers (``style.judges.length_loving_judge``); one joint
+    regression on the length difference gives each stage's length-controlled
+    win rate (Dubois et al. 2024). Read beside ``win_rate_vs_sft`` (gold): a
+    raw judge win rate far above both is bought with length.
+    """
+    others = {name: s.responses for name, s in samples.items() if name != "sft"}
+    sft = samples["sft"]
+    table, _ = style_leaderboard(length_loving_judge(seed), sft.prompts, others, sft.responses)
+    for name in table.index:
+        stages[name].update(judge_win_rate_vs_sft=float(table.loc[name, "raw"]),
+                            lc_win_rate_vs_sft=float(table.loc[name, "controlled"]))
+    stages["sft"].update(judge_win_rate_vs_sft=0.5, lc_win_rate_vs_sft=0.5)
+
+
 def sft_samples(out: Path, tokenizer, prompts, profile: Profile, seed: int) -> PolicySamples:
     """The saved SFT model's samples on the test prompts (when this run did not train it)."""
     path = out / "sft" / "final"
@@ -364,7 +515,7 @@ def run_pipeline(
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
     if "rm" in stages:
         results["stages"]["rm"] = cpu_timed(rm_stage, tokenizer, profile, seed, out, progress)
-    if any(stage in stages for stage in (*RL_STAGES, *DIRECT_STAGES)):
+    if any(stage in stages for stage in (*RL_STAGES, *DIRECT_STAGES, *ADVANCED_STAGES)):
         samples.setdefault("sft", sft_samples(out, tokenizer, prompts, profile, seed))
     if "bon" in stages:
         results["stages"]["bon"] = cpu_timed(bon_stage, tokenizer, prompts, profile, seed, out, samples)
@@ -373,6 +524,15 @@ def run_pipeline(
     for stage in [s for s in DIRECT_STAGES if s in stages]:
         results["stages"][stage] = cpu_timed(direct_stage, stage, tokenizer, prompts, profile, seed, out, samples,
                                              progress)
+    if "rlaif" in stages:
+        results["stages"]["rlaif"] = cpu_timed(rlaif_stage, tokenizer, prompts, profile, seed, out, samples, progress)
+    if "distill" in stages:
+        results["stages"]["distill"] = cpu_timed(distill_stage, base, tokenizer, prompts, profile, seed, out, samples,
+                                                 progress)
+    if "rlvr" in stages:
+        results["stages"]["rlvr"] = cpu_timed(rlvr_stage, tokenizer, prompts, profile, seed, out, samples, progress)
+    if "sft" in samples and len(samples) > 1:
+        add_style_columns(results["stages"], samples, seed)
 
     if is_main_process():
         write_results(results, out)
@@ -404,16 +564,23 @@ def write_results(results: dict, out_dir: str | Path) -> None:
 
 
 def results_markdown(results: dict) -> str:
-    """The results as Markdown tables: one row per policy, one per reward model."""
+    """The results as Markdown tables: one row per policy, one per reward model, and the Advanced stages' own measures."""
     def fmt(value) -> str:
         return "–" if value is None else f"{value:.2f}" if isinstance(value, float) else str(value)
 
     stages = results["stages"]
     lines = [f"Profile `{results['profile']}`, seed {results['seed']}, {results['world_size']} process(es).", "",
              "| stage | gold reward | ± s.e. | proxy reward | win rate vs base | win rate vs SFT | KL to ref | seconds "
-             "| CPU seconds |", "|---|---|---|---|---|---|---|---|---|"]
+             "| CPU seconds | judge win rate vs SFT | length-controlled |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name in [s for s in POLICY_STAGES if s in stages]:
-        lines.append(f"| {name} | " + " | ".join(fmt(stages[name].get(k)) for k in RESULT_FIELDS) + " |")
+        lines.append(f"| {name} | " + " | ".join(fmt(stages[name].get(k)) for k in (*RESULT_FIELDS, *STYLE_FIELDS))
+                     + " |")
+    extras = {"rlaif": ("ai_label_agreement_gold", "ai_pairs"), "distill": ("teacher", "filter_kept_share"),
+              "rlvr": ("sft_pass@1", "pass@1")}
+    if any(name in stages for name in extras):
+        lines += ["", "| stage | measure | value |", "|---|---|---|"]
+        lines += [f"| {name} | {key} | {fmt(stages[name].get(key))} |" for name, keys in extras.items()
+                  if name in stages for key in keys]
     if "rm" in stages:
         lines += ["", "| reward model | accuracy vs gold | accuracy vs labels | labels vs gold | "
                   "corr. with length | seconds | CPU seconds |", "|---|---|---|---|---|---|---|",

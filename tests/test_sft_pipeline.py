@@ -13,8 +13,8 @@ import pytest
 from rlhf_course.core import models
 from rlhf_course.instruction_tuning import checks
 from rlhf_course.teaching.checking import ExerciseError
-from rlhf_course.pipeline import (POLICY_STAGES, RESULT_FIELDS, RM_FIELDS, STAGES, load_results, parse_stages,
-                                  run_pipeline)
+from rlhf_course.pipeline import (DEFAULT_STAGES, POLICY_STAGES, RESULT_FIELDS, RM_FIELDS, STYLE_FIELDS, load_results,
+                                  parse_stages, run_pipeline)
 from rlhf_course.core.profiles import apply_overrides, get_profile
 from rlhf_course.instruction_tuning import completion_labels, sft_config, to_sft_dataset, toy_demonstrations
 from seed_check import record_seed_check
@@ -125,9 +125,9 @@ def test_pipeline_stages_learn(tmp_path, seed, monkeypatch):
     results = run_pipeline("tiny", tmp_path, seed=seed, progress=False)
     record_seed_check("pipeline", seed, results["stages"])
     on_disk = json.loads((tmp_path / "results.json").read_text())
-    assert on_disk["stages"].keys() == set(STAGES)
-    for name in POLICY_STAGES:
-        assert set(RESULT_FIELDS) - ({"proxy_reward"} if name in ("base", "sft") else set()) <= set(
+    assert on_disk["stages"].keys() == set(DEFAULT_STAGES)
+    for name in [s for s in POLICY_STAGES if s in DEFAULT_STAGES]:
+        assert set(RESULT_FIELDS) - ({"proxy_reward"} if name in ("base", "sft") else set()) | set(STYLE_FIELDS) <= set(
             on_disk["stages"][name]), name
     assert set(RM_FIELDS) <= set(on_disk["stages"]["rm"])
     for stage in ("sft", "rm", "rs_ft", "reinforce", "rloo", "grpo", "ppo", "dpo", "online_dpo"):

@@ -116,6 +116,18 @@ def ai_labelled(rows: list[dict], prompts: list[Prompt], verdicts: list[int]) ->
     return out
 
 
+def ai_feedback(judge, rows: list[dict], prompts: list[Prompt], seed: int = 0) -> tuple[list[dict], list[int]]:
+    """RLAIF's data: ``rows`` relabelled by ``judge`` (ties dropped), and the judge's raw verdicts.
+
+    The judge reads each pair as ``[chosen, rejected]`` in a random order
+    (``shuffle_order``), so a judge that favours a position cannot pass it on
+    to the labels. Verdicts are 0 (keep), 1 (swap) or -1 (tie), as in
+    :func:`ai_labelled`.
+    """
+    verdicts = judge.judge(prompts, [[row["chosen"], row["rejected"]] for row in rows], seed=seed)
+    return ai_labelled(rows, prompts, verdicts), verdicts
+
+
 def deciding_attribute(prompt: Prompt, a: str, b: str) -> str | None:
     """The gold attribute that contributes most to the gold difference of a pair (None when none differs)."""
     from rlhf_course.toyworld import GOLD_WEIGHTS

@@ -139,6 +139,34 @@ class DPOSettings:
 
 
 @dataclass(frozen=True)
+class RLAIFSettings:
+    """The Constitutional AI chapter's stage: pairs labelled by an AI judge that reads a constitution, then DPO."""
+
+    n_pairs: int = 2000  # pairs the AI judge labels (ties are dropped) and DPO trains on
+    n_seed_per_principle: int = 150  # tiny: seed labels per principle that its small AI judge learns from
+
+
+@dataclass(frozen=True)
+class DistillSettings:
+    """The Synthetic Data chapter's stage: SFT of the base model on a teacher's filtered answers."""
+
+    teacher: str = "rloo"  # the pipeline stage whose policy writes the answers
+    k: int = 4  # answers per prompt; the verifier, then the reward model, keep one
+    extra_prompts: float = 0.5  # draw this share more prompts than rows needed, for the prompts the filter drops
+
+
+@dataclass(frozen=True)
+class RLVRSettings:
+    """The Reasoning chapter's stage: RLOO against a verifier's reward on checkable prompts, no KL penalty."""
+
+    steps: int = 30
+    prompts_per_step: int = 16
+    k: int = 8  # samples per prompt: RLOO's group
+    n_test: int = 80  # held-out checkable prompts
+    n_samples: int = 16  # samples per held-out prompt, for pass@k with k up to this
+
+
+@dataclass(frozen=True)
 class Profile:
     """Everything that changes between a laptop CPU and a cluster.
 
@@ -165,6 +193,8 @@ class Profile:
         ppo: PPO's settings on top of ``rl`` (epochs, clipping, GAE, the critic).
         rs: sizes of rejection-sampling fine-tuning.
         dpo: sizes of direct alignment (DPO and its family) and online DPO.
+        rlaif, distill, rlvr: sizes of the pipeline's opt-in stages of the
+            Constitutional AI, Synthetic Data and Reasoning chapters.
         description: one line for ``rlhf-course doctor`` and the README.
     """
 
@@ -185,6 +215,9 @@ class Profile:
     ppo: PPOSettings = field(default_factory=PPOSettings)
     rs: RSSettings = field(default_factory=RSSettings)
     dpo: DPOSettings = field(default_factory=DPOSettings)
+    rlaif: RLAIFSettings = field(default_factory=RLAIFSettings)
+    distill: DistillSettings = field(default_factory=DistillSettings)
+    rlvr: RLVRSettings = field(default_factory=RLVRSettings)
     description: str = ""
 
     def replace(self, **changes) -> "Profile":

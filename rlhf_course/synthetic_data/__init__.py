@@ -14,11 +14,11 @@ The chapter's public names are importable from here::
 from .diversity import distinct_answers, distinct_item_sets, distinct_ngrams, diversity_report, item_set
 from .filtering import FilteredAnswers, best_verified, filtered_answers, verifier_mask
 from .prompts import PromptReport, assess_prompts, pre_query_template, synthesize_prompts
-from .train import MODES, SelfTrainingResult, generation_rows, self_training
+from .train import MODES, SelfTrainingResult, distill, generation_rows, self_training
 
 __all__ = [
     "distinct_answers", "distinct_item_sets", "distinct_ngrams", "diversity_report", "item_set",
     "FilteredAnswers", "best_verified", "filtered_answers", "verifier_mask",
     "PromptReport", "assess_prompts", "pre_query_template", "synthesize_prompts",
-    "MODES", "SelfTrainingResult", "generation_rows", "self_training",
+    "MODES", "SelfTrainingResult", "distill", "generation_rows", "self_training",
 ]

@@ -1,4 +1,8 @@
-"""Generations of self-training: a model fine-tuned on its own unfiltered samples, again and again.
+"""Distillation, and generations of self-training: a model fine-tuned on its own unfiltered samples, again and again.
+
+:func:`distill` fine-tunes a student on a teacher's answers after a filter
+(the verifier, then best-of-k by a reward model; see ``filtering.py``): the
+recipe of most open instruction datasets written by a stronger model.
 
 Generation 0 is trained on real data (the demonstrations). Generation t is
 trained, from the same starting model, on answers that generation t − 1
@@ -30,6 +34,8 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from rlhf_course.core.profiles import Profile
 from rlhf_course.core.sampling import generate
 
+from .filtering import FilteredAnswers, filtered_answers
+
 MODES = ("replace", "accumulate")
 
 
@@ -49,6 +55,28 @@ def generation_rows(real: list[dict], own: list[list[dict]], mode: str, size: in
         return list(own[-1])
     pool = list(real) + [row for rows in own for row in rows]
     return random.Random(f"accumulate/{seed}/{len(own)}").sample(pool, min(size, len(pool)))
+
+
+def distill(teacher: PreTrainedModel, student: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: list,
+            n_rows: int, reward_fn: Callable, finetune: Callable[..., Any], profile: Profile, *, k: int = 4,
+            verifier: Callable | None = None, gold_fn: Callable | None = None,
+            output_dir: str | Path = "runs/distill", seed: int = 0, progress: bool = True) -> tuple[Any, FilteredAnswers]:
+    """Fine-tune ``student`` with ``finetune`` on up to ``n_rows`` of ``teacher``'s filtered answers to ``prompts``.
+
+    ``k`` answers per prompt; the ``verifier`` drops wrong ones on prompts that
+    have an exact answer, and ``reward_fn`` keeps the best of the rest
+    (:func:`~rlhf_course.synthetic_data.filtering.filtered_answers`). Draw more
+    prompts than ``n_rows``: prompts whose answers all fail are dropped.
+    Returns ``finetune``'s result and the answers (with ``gold_fn``'s scores
+    when given, to measure the filter).
+    """
+    answers = filtered_answers(teacher, tokenizer, prompts, k, reward_fn, profile, verifier=verifier, gold_fn=gold_fn,
+                               seed=seed)
+    rows = answers.rows[:n_rows]
+    if not rows:
+        raise ValueError(f"The filter kept none of the teacher's {k} answers to any of {len(prompts)} prompts; "
+                         "check the verifier, or draw more prompts or answers.")
+    return finetune(student, tokenizer, rows, profile, output_dir=output_dir, seed=seed, progress=progress), answers
 
 
 @dataclass

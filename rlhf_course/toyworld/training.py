@@ -49,3 +49,33 @@ def online_dpo_prompts(profile, seed: int = 0, rounds: int | None = None) -> lis
     n = profile.dpo.online_prompts
     prompts = make_prompts("train", rounds * n, seed=seed)
     return [prompts[r * n:(r + 1) * n] for r in range(rounds)]
+
+
+def pair_prompts(rows: list[dict], n: int, seed: int = 0) -> list[Prompt]:
+    """The prompt behind each toy-world preference row of a draw of ``n`` train-split pairs with ``seed``.
+
+    ``preference_data.toy_pairs(profile, seed, n=n)`` draws its prompts as
+    ``make_prompts("train", n, seed)``; a judge and the gold reward need the
+    task itself, not only its text.
+    """
+    prompt_of = {p.id: p for p in make_prompts("train", n, seed=seed)}
+    return [prompt_of[row["prompt_id"]] for row in rows]
+
+
+def distill_prompts(profile, seed: int = 0) -> list[Prompt]:
+    """Training prompts a teacher answers for distillation: the SFT set's size plus ``profile.distill.extra_prompts``.
+
+    Drawn with their own seed, 1000 · seed + 300, so they are not the SFT demonstrations' prompts.
+    """
+    n = int(profile.sft.n_demonstrations * (1 + profile.distill.extra_prompts))
+    return make_prompts("train", n, seed=seed * 1000 + 300)
+
+
+RLVR_FAMILIES = ("arithmetic", "transform")  # the toy world's tasks with one checkable answer
+
+
+def rlvr_prompts(profile, seed: int = 0) -> tuple[list[Prompt], list[Prompt]]:
+    """Checkable training prompts of an RLVR run (one per slot of ``steps × prompts_per_step``) and held-out ones."""
+    settings = profile.rlvr
+    train = make_prompts("train", settings.steps * settings.prompts_per_step, seed=seed, families=RLVR_FAMILIES)
+    return train, make_prompts("test", settings.n_test, seed=seed, families=RLVR_FAMILIES)
