@@ -20,7 +20,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.sampling import pack, sample_completions, token_logprobs
+from rlhf_course.core.sampling import generate, pack, sample_completions, token_logprobs
 
 
 # A reward function scores responses to prompts (plain texts, no chat template): the
@@ -146,3 +146,22 @@ class PolicyGradientResult:
     model: PreTrainedModel
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+
+
+def scored_samples(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], n: int,
+                   reward_fn: RewardFunction, profile: Profile, *, gold_fn: GoldFunction | None = None,
+                   temperature: float = 1.0, seed: int = 0) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
+    """Sample ``n`` responses per prompt and score each with ``reward_fn`` (and ``gold_fn``, when given).
+
+    The first half of best-of-n and of filtered distillation: returns the
+    candidates (prompt i's at ``i*n … i*n+n−1``), their ``(prompts, n)``
+    rewards, and their ``(prompts, n)`` gold rewards or None. ``prompts`` are
+    strings or toy-world ``Prompt``s; gold is measured, never used to select.
+    """
+    texts = [prompt_text(p) for p in prompts]
+    candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
+                          temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
+    scores = reward_fn([t for t in texts for _ in range(n)], candidates).float().view(len(texts), n)
+    gold = None if gold_fn is None else torch.tensor(
+        gold_fn([p for p in prompts for _ in range(n)], candidates), dtype=torch.float).view(len(texts), n)
+    return candidates, scores, gold

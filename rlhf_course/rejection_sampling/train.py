@@ -33,8 +33,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import GoldFunction, RewardFunction, check_rounds, prompt_text
-from rlhf_course.core.sampling import generate
+from rlhf_course.core.rollout import GoldFunction, RewardFunction, check_rounds, prompt_text, scored_samples
 from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
 
 # A fine-tuning stage: (policy, tokenizer, prompt/completion rows, profile, output_dir=, seed=, progress=) -> a
@@ -98,12 +97,8 @@ def best_of_n(
     every candidate for the pool's ``gold`` (measured, never used to select).
     """
     prompts = list(prompts)
-    texts = [prompt_text(p) for p in prompts]
-    candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
-                          temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
-    proxy = reward_fn([t for t in texts for _ in range(n)], candidates).float().view(len(prompts), n)
-    gold = None if gold_fn is None else torch.tensor(
-        gold_fn([p for p in prompts for _ in range(n)], candidates)).view(len(prompts), n)
+    candidates, proxy, gold = scored_samples(policy, tokenizer, prompts, n, reward_fn, profile, gold_fn=gold_fn,
+                                             temperature=temperature, seed=seed)
     return BestOfN(prompts, n, candidates, proxy, gold, select(proxy))
 
 

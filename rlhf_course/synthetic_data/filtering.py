@@ -16,8 +16,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.rollout import GoldFunction, RewardFunction
-from rlhf_course.core.sampling import generate
+from rlhf_course.core.rollout import GoldFunction, RewardFunction, scored_samples
 from rlhf_course.toyworld import Prompt
 
 
@@ -97,11 +96,7 @@ def filtered_answers(
     ``gold_fn``, when given, scores every answer for ``gold``: measured, never
     used to filter.
     """
-    texts = [p.text for p in prompts]
-    candidates = generate(teacher, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens, temperature=1.0,
-                          batch_size=max(profile.eval_batch_size, k), seed=seed)
-    scores = reward_fn([t for t in texts for _ in range(k)], candidates).float().view(len(prompts), k)
+    candidates, scores, gold = scored_samples(teacher, tokenizer, prompts, k, reward_fn, profile, gold_fn=gold_fn,
+                                              seed=seed)
     passed = verifier_mask(prompts, candidates, k, verifier)
-    gold = None if gold_fn is None else torch.tensor(
-        gold_fn([p for p in prompts for _ in range(k)], candidates), dtype=torch.float).view(len(prompts), k)
     return FilteredAnswers(prompts, k, candidates, scores, passed, gold, select(scores, passed))
