@@ -512,7 +512,6 @@ def run_pipeline(
 
     if "sft" in stages:
         results["stages"]["sft"] = cpu_timed(sft_stage, base, tokenizer, prompts, profile, seed, out, samples, progress)
-        results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
     if "rm" in stages:
         results["stages"]["rm"] = cpu_timed(rm_stage, tokenizer, profile, seed, out, progress)
     if any(stage in stages for stage in (*RL_STAGES, *DIRECT_STAGES, *ADVANCED_STAGES)):
@@ -531,7 +530,8 @@ def run_pipeline(
                                                  progress)
     if "rlvr" in stages:
         results["stages"]["rlvr"] = cpu_timed(rlvr_stage, tokenizer, prompts, profile, seed, out, samples, progress)
-    if "sft" in samples and len(samples) > 1:
+    if "sft" in samples:  # base is measured on every run: compare it with SFT whenever SFT's samples are at hand
+        results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
         add_style_columns(results["stages"], samples, seed)
 
     if is_main_process():

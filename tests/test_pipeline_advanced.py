@@ -61,3 +61,10 @@ def test_distill_names_the_missing_teacher_stage(advanced_run):
     profile, out, _ = advanced_run
     with pytest.raises(FileNotFoundError, match=r"rloo stage's model.*--set distill.teacher"):
         run_pipeline(apply_overrides(profile, ["distill.teacher=rloo"]), out, stages="distill", seed=0, progress=False)
+
+
+def test_a_later_run_of_one_stage_still_compares_base_with_sft(advanced_run):
+    profile, out, stages = advanced_run
+    again = run_pipeline(profile, out, stages="rlvr", seed=0, progress=False)["stages"]
+    assert again["base"]["win_rate_vs_sft"] == pytest.approx(stages["base"]["win_rate_vs_sft"])
+    assert again["rlaif"] == stages["rlaif"]  # the stages not run again are kept as they were
