@@ -105,11 +105,18 @@ def rollout(
 ) -> Rollout:
     """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs.
 
-    ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s).
+    ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s). With
+    ``profile.rl.use_vllm`` the responses are sampled by vLLM when it is installed.
     """
     texts = [prompt_text(p) for p in prompts]
-    samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
-                                 temperature=temperature, batch_size=len(texts) * k)
+    if profile.rl.use_vllm:  # vLLM when installed, else model.generate with a note (core.vllm_generation)
+        from rlhf_course.core.vllm_generation import sample_rollouts
+
+        samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, temperature=temperature,
+                                  batch_size=len(texts) * k)
+    else:
+        samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
+                                     temperature=temperature, batch_size=len(texts) * k)
     batch = {key: value.to(policy.device) for key, value in
              pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
     policy.eval()

@@ -199,3 +199,20 @@ def _adapted_row(record: Mapping[str, Any], schema: str, conversational: bool,
                            f"score_ratio {ratio!r} is below min_score_ratio={min_score_ratio}.",
                            "Lower min_score_ratio to keep such pairs.")
     return CONVERTERS[schema](record, conversational)
+
+
+HELD_OUT = ("test_prefs", "test", "validation")  # the held-out splits' names, first found first
+
+
+def held_out_split(name_or_path: str | os.PathLike) -> str | None:
+    """The held-out split of a dataset: its hub test split, or a local folder's ``test_prefs``/``test`` file.
+
+    ``None`` for a single local file (one split, nothing held out).
+    """
+    path = Path(name_or_path)
+    if path.is_dir():
+        stems = {p.stem for p in path.iterdir() if p.suffix in SUFFIXES}
+        return next((name for name in HELD_OUT if name in stems), None)
+    if path.exists():
+        return None
+    return next(name for name in HELD_OUT if name in hub_preferences(str(name_or_path)).splits)
