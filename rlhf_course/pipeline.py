@@ -521,7 +521,25 @@ def results_markdown(results: dict) -> str:
         lines += ["", "| reward model | accuracy vs gold | accuracy vs labels | labels vs gold | "
                   "corr. with length | seconds | CPU seconds |", "|---|---|---|---|---|---|---|",
                   "| rm | " + " | ".join(fmt(stages["rm"].get(k)) for k in RM_FIELDS) + " |"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + real_data_lines(stages, fmt)) + "\n"
+
+
+def real_data_lines(stages: dict, fmt: Callable) -> list[str]:
+    """Markdown lines for the stages trained on a real dataset: the data, held-out accuracy, judge win rates."""
+    real = {name: entry["data"] for name, entry in stages.items() if isinstance(entry.get("data"), dict)}
+    if not real:
+        return []
+    lines = ["", "Trained on real data (no gold there; the toy world's gold measurements are above):", ""]
+    for name, data in real.items():
+        lines.append(f"- {name}: {data['source']} [{data['split']}], {data['rows_used']} rows used, "
+                     f"{data['rows_skipped']} skipped")
+    if "rm_accuracy_heldout" in stages.get("rm", {}):
+        lines.append(f"- rm accuracy on held-out pairs: {fmt(stages['rm']['rm_accuracy_heldout'])} "
+                     f"({stages['rm']['heldout_pairs']} pairs)")
+    lines += [f"- {name} on held-out prompts: reward-model score {fmt(entry['real_data_eval']['rm_score'])}, "
+              f"win rate vs SFT {fmt(entry['real_data_eval']['win_rate_vs_reference'])} "
+              f"({entry['real_data_eval']['judge']})" for name, entry in stages.items() if "real_data_eval" in entry]
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

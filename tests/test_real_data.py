@@ -172,6 +172,8 @@ def test_pipeline_trains_on_the_dataset_set_on_the_command_line(tmp_path, monkey
     assert len(real["samples"]) == 3 and real["samples"][0]["prompt"].startswith("What is")
     assert "gold_reward" in stages["dpo"], "the toy world's gold evaluation is still recorded"
     assert results["stages"]["rm"]["rm_accuracy_heldout"] == rm["rm_accuracy_heldout"]
+    table = (tmp_path / "out" / "results.md").read_text()
+    assert f"- rm: {UF} [train_prefs], 13 rows used, 3 skipped" in table and "win rate vs SFT" in table
 
 
 # ----------------------------------------------------------------------------- vLLM
