@@ -440,9 +440,10 @@ def run_pipeline(
 
     for stage in stages:
         results["stages"].get(stage, {}).setdefault("data", stage_data(stage, profile))
-    if profile.rm.dataset is not None and is_main_process():
+    measured_on_real = [s for s in stages if s in (*RL_STAGES, *DIRECT_STAGES) and s != "bon"]
+    if profile.rm.dataset is not None and measured_on_real and is_main_process():
         held_out = RealDataEvaluation(out, tokenizer, profile, seed)
-        for stage in [s for s in stages if s in (*RL_STAGES, *DIRECT_STAGES) and s != "bon"]:
+        for stage in measured_on_real:
             results["stages"][stage]["real_data_eval"] = held_out.evaluate(out / stage / "final")
 
     if is_main_process():

@@ -20,7 +20,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.sampling import pack, sample_completions, token_logprobs
+from rlhf_course.core.sampling import pack, token_logprobs
+from rlhf_course.core.vllm_generation import sample_rollouts
 
 
 # A reward function scores responses to prompts (plain texts, no chat template): the
@@ -109,14 +110,8 @@ def rollout(
     ``profile.rl.use_vllm`` the responses are sampled by vLLM when it is installed.
     """
     texts = [prompt_text(p) for p in prompts]
-    if profile.rl.use_vllm:  # vLLM when installed, else model.generate with a note (core.vllm_generation)
-        from rlhf_course.core.vllm_generation import sample_rollouts
-
-        samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, temperature=temperature,
-                                  batch_size=len(texts) * k)
-    else:
-        samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
-                                     temperature=temperature, batch_size=len(texts) * k)
+    samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, temperature=temperature,
+                              batch_size=len(texts) * k)  # model.generate unless profile.rl.use_vllm
     batch = {key: value.to(policy.device) for key, value in
              pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
     policy.eval()

@@ -155,9 +155,12 @@ def preference_dataset(name_or_path: str | os.PathLike, split: str | None = None
     columns unless ``schema`` is given). ``split`` defaults to the dataset's
     training split. ``n`` keeps a random subset of that many records (fixed by
     ``seed``, in the split's order). ``conversational`` picks message lists or
-    plain strings. SHP: ``chosen`` is reply A when ``labels == 1``, else reply
-    B; ``min_score_ratio`` (e.g. 2.0, as the SHP card suggests) keeps only pairs
-    whose winner was upvoted at least that many times more (a clearer label).
+    plain strings. SHP (its dataset card, https://huggingface.co/datasets/stanfordnlp/SHP):
+    ``labels`` is 1 when comment A (``human_ref_A``) is preferred and 0 when B
+    is, so ``chosen`` is A when ``labels == 1``, else B; ``score_ratio`` is the
+    preferred comment's score over the other's, and ``min_score_ratio`` (off by
+    default; e.g. 2.0) keeps only pairs whose winner was upvoted at least that
+    many times more, the clearer labels.
     Every skipped record is in ``skipped``; when any is, a one-line warning says
     how many and why.
     """
