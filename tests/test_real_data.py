@@ -28,7 +28,7 @@ UF, HH, SHP, NO_ROBOTS = HUB / "ultrafeedback_binarized", HUB / "hh-rlhf", HUB /
 
 # the malformed rows of each training split: row number -> the reason it is skipped
 BAD = {UF: {2: "missing field", 5: "identical responses", 7: "bad messages"},
-       HH: {1: "identical responses", 6: "not a transcript", 9: "missing field"},
+       HH: {1: "identical responses", 6: "not a transcript", 9: "missing field", 12: "wrong type"},
        SHP: {3: "bad label", 8: "identical responses"}}
 REFUSAL = "I am not sure, sorry. I hope this helps!"
 
