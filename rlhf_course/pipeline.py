@@ -59,6 +59,18 @@ same held-out test prompts with the gold reward. The output folder gets:
     response length), ``rm_phrase_effect`` and ``seconds``.
     Entries from earlier runs of other stages are kept, so running one stage
     again never loses the others.
+
+    Every entry says which data its stage trained on, as ``data``: ``"toy world"``,
+    or (when the profile names a preference dataset, ``--set rm.dataset=...``: a
+    hub id or local files, see ``preference_data.preference_dataset``) for the
+    ``rm`` stage and the offline direct methods a dict with the dataset, split,
+    schema, rows used and skipped, and why. Then ``rm`` also records
+    ``rm_accuracy_heldout`` and ``rm_margin_heldout`` on the dataset's held-out
+    split (``eval_data`` says which), and every later policy stage records
+    ``real_data_eval``: on the held-out prompts, the reward model's mean score,
+    the win rate against the SFT policy under a ``RewardJudge`` and a few
+    samples (``evaluation.real_data``). The gold measurements on the toy
+    world's test prompts are recorded as always.
 ``results.md``
     The same as a Markdown table (the README's results table is pasted from it).
 ``<stage>/final``
@@ -86,6 +98,7 @@ from rlhf_course.core.evaluation import (Measurement, PolicySamples, compare_sam
                                          sample_policy, win_rate)
 from rlhf_course.core.judges import agreement
 from rlhf_course.core.models import load_model, load_policy
+from rlhf_course.core.sampling import generate
 from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
 from rlhf_course.constitutional_ai import CONSTITUTION, ai_feedback, gold_verdicts, prompted_judge, reward_model_judge, seed_labels
 from rlhf_course.direct_alignment.online import online_dpo
@@ -95,6 +108,8 @@ from rlhf_course.instruction_tuning.train import train_sft
 from rlhf_course.policy_gradients.train import train_grpo, train_policy_gradient
 from rlhf_course.ppo.train import train_ppo
 from rlhf_course.reasoning import measure as measure_reasoning, rlvr_profile, train_rlvr, verifier_reward
+from rlhf_course.evaluation.real_data import judge_policy, pair_accuracy
+from rlhf_course.preference_data.sources import LoadedPreferences, held_out_split, preference_dataset
 from rlhf_course.preference_data.toy import toy_pairs, toy_preferences
 from rlhf_course.rejection_sampling.selection import best_of_n_kl_bound, estimate_best_of_n_kl
 from rlhf_course.rejection_sampling.train import best_of_n, rejection_sampling_finetune
@@ -214,12 +229,57 @@ def link_stage(out: Path, stage: str, final: Path) -> Path:
     return link / "final"
 
 
+TOY_WORLD = "toy world"
+
+
+def real_pairs(profile: Profile, seed: int, held_out: bool = False) -> LoadedPreferences | None:
+    """The profile's preference dataset (``profile.rm.dataset``) as course rows; ``None`` on the toy world.
+
+    The training split gives ``profile.rm.n_pairs`` random rows (fixed by
+    ``seed``); the held-out split (``profile.rm.eval_split`` or the dataset's
+    own test split) ``profile.rm.n_eval_pairs``. Bad records are skipped and
+    reported (see :func:`~rlhf_course.preference_data.preference_dataset`).
+    """
+    rm = profile.rm
+    if rm.dataset is None:
+        return None
+    if not held_out:
+        return preference_dataset(rm.dataset, rm.split, n=rm.n_pairs, seed=seed)
+    split = rm.eval_split or held_out_split(rm.dataset)
+    if split is None:
+        raise ValueError(f"{rm.dataset} has no held-out split to measure on; pass a folder with a test file "
+                         "(e.g. train.jsonl and test.jsonl) or --set rm.eval_split=<split>.")
+    return preference_dataset(rm.dataset, split, n=rm.n_eval_pairs, seed=seed)
+
+
+def real_rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) -> dict:
+    """The reward model of the SFT model trained on the profile's dataset, measured on its held-out pairs."""
+    start = time.perf_counter()
+    sft_path = out / "sft" / "final"
+    if not (sft_path / "model.safetensors").exists():
+        raise FileNotFoundError(f"The rm stage starts from the SFT model, but {sft_path} does not exist. "
+                                "Run the sft stage first (--stages sft,rm).")
+    train, held_out = real_pairs(profile, seed), real_pairs(profile, seed, held_out=True)
+    if (out / "rm").is_symlink():  # a toy-world run's link to the shared reward model: never train into the cache
+        (out / "rm").unlink()
+    if is_main_process():
+        print(train.summary(), held_out.summary(), sep="\n")
+    model = train_reward_model(reward_model_from(sft_path, profile), tokenizer, train.rows, profile,
+                               output_dir=out / "rm", seed=seed, progress=progress).model
+    accuracy = pair_accuracy(reward_function(model, tokenizer, profile.eval_batch_size), held_out.rows)
+    return {**accuracy, "data": train.as_dict(), "eval_data": held_out.as_dict(),
+            "seconds": time.perf_counter() - start}
+
+
 def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) -> dict:
     """The reward model of the SFT model, measured against gold on test pairs.
 
     On one process it comes from the shared cache (``reward_model_checkpoint``)
     and ``<out>/rm`` links to it; on several, the ranks train it under ``<out>/rm``.
+    With a preference dataset in the profile, :func:`real_rm_stage` trains it on that.
     """
+    if profile.rm.dataset is not None:
+        return real_rm_stage(tokenizer, profile, seed, out, progress)
     start = time.perf_counter()
     if world_size() == 1:
         model = load_trained_reward_model(
@@ -234,7 +294,7 @@ def rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) 
                                    output_dir=out / "rm", seed=seed, progress=progress).model
     report = evaluate_reward_model(model, tokenizer, toy_preferences(profile, "test", seed=seed),
                                    profile.eval_batch_size)
-    return {**report.as_dict(), "seconds": time.perf_counter() - start}
+    return {**report.as_dict(), "data": TOY_WORLD, "seconds": time.perf_counter() - start}
 
 
 def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samples: dict[str, PolicySamples]) -> dict:
@@ -322,6 +382,8 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
     start = time.perf_counter()
     sft_path, rm_path = out / "sft" / "final", out / "rm" / "final"
     reward_fn = load_reward_function(rm_path, tokenizer, profile) if (rm_path / "config.json").exists() else None
+    real = real_pairs(profile, seed) if stage != "online_dpo" else None  # online DPO makes its own pairs
+    data = TOY_WORLD if real is None else real.as_dict()
     if stage == "online_dpo":
         dpo_path = out / "dpo" / "final"
         if not (dpo_path / "model.safetensors").exists():
@@ -333,17 +395,19 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         result = online_dpo(dpo_path, tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, seed),
                             output_dir=out / stage, seed=seed, progress=progress, reference_path=sft_path)
     elif stage == "dpo":
-        result = train_dpo(sft_path, tokenizer, toy_pairs(profile, seed, n=profile.rm.n_pairs), profile,
+        rows = toy_pairs(profile, seed, n=profile.rm.n_pairs) if real is None else real.rows
+        result = train_dpo(sft_path, tokenizer, rows, profile,
                            output_dir=out / stage, seed=seed, progress=progress, nll_weight=profile.dpo.nll_weight)
     else:
-        result = DIRECT_TRAINERS[stage](sft_path, tokenizer, toy_pairs(profile, seed), profile,
+        rows = toy_pairs(profile, seed) if real is None else real.rows[:profile.dpo.n_pairs]
+        result = DIRECT_TRAINERS[stage](sft_path, tokenizer, rows, profile,
                                         output_dir=out / stage, seed=seed, progress=progress)
     entry, samples[stage] = measure(stage, result.model, load_policy(sft_path, profile), tokenizer, prompts, profile,
                                     seed, samples, reward_fn)
     for key, name in (("rewards/accuracies", "final_reward_accuracy"), ("rewards/margins", "final_reward_margin")):
         curve = result.curve(key)  # KTO logs no accuracy: it has no pairs
         entry[name] = curve[-1][1] if curve else None
-    return {**entry, "seconds": time.perf_counter() - start}
+    return {**entry, "data": data, "seconds": time.perf_counter() - start}
 
 
 def trained_stage(out: Path, stage: str, needed_by: str, hint: str) -> Path:
@@ -372,7 +436,7 @@ def rlaif_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, samp
 
     The pairs are the annotators' (``profile.rlaif.n_pairs`` of them), relabelled
     by the judge, ties dropped. The entry adds ``ai_label_agreement_gold`` (the
-    judge's labels against gold's verdicts, ties counted as misses),
+    judge's labels against gold's verdicts; a tie counts half),
     ``annotator_label_agreement_gold`` and ``ai_pairs`` (pairs DPO trained on).
     """
     start, sft_path = time.perf_counter(), trained_stage(out, "sft", "rlaif", "--stages sft,rlaif")
@@ -534,9 +598,49 @@ def run_pipeline(
         results["stages"]["base"]["win_rate_vs_sft"] = win_rate(samples["base"].rewards, samples["sft"].rewards)
         add_style_columns(results["stages"], samples, seed)
 
+    for stage in stages:
+        results["stages"].get(stage, {}).setdefault("data", stage_data(stage, profile))
+    measured_on_real = [s for s in stages if s in (*RL_STAGES, *DIRECT_STAGES) and s != "bon"]
+    if profile.rm.dataset is not None and measured_on_real and is_main_process():
+        held_out = RealDataEvaluation(out, tokenizer, profile, seed)
+        for stage in measured_on_real:
+            results["stages"][stage]["real_data_eval"] = held_out.evaluate(out / stage / "final")
+
     if is_main_process():
         write_results(results, out)
     return results
+
+
+def stage_data(stage: str, profile: Profile) -> str:
+    """What a stage without a ``data`` entry of its own trained on (the RL stages: toy-world prompts)."""
+    if stage == "sft":
+        return profile.sft.dataset or TOY_WORLD
+    if stage in (*RL_STAGES, "online_dpo") and profile.rm.dataset is not None:
+        return f"{TOY_WORLD} prompts, scored by the reward model trained on {profile.rm.dataset}"
+    return TOY_WORLD
+
+
+class RealDataEvaluation:
+    """The held-out prompts of the profile's preference dataset, the reward model, and the SFT policy's answers.
+
+    :meth:`evaluate` measures a saved policy against the SFT policy there
+    (:func:`~rlhf_course.evaluation.real_data.judge_policy`): no gold, the reward
+    model and a judge over it.
+    """
+
+    def __init__(self, out: Path, tokenizer, profile: Profile, seed: int) -> None:
+        rows = real_pairs(profile, seed, held_out=True).rows[:profile.n_eval_prompts]
+        self.prompts, self.tokenizer, self.profile, self.seed = [r["prompt"] for r in rows], tokenizer, profile, seed
+        self.reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
+        with torch.random.fork_rng():  # measuring must not move the random state later stages train from
+            self.reference = generate(load_policy(out / "sft" / "final", profile), tokenizer, self.prompts,
+                                      max_new_tokens=profile.max_new_tokens, batch_size=profile.eval_batch_size,
+                                      seed=seed + 1)  # another draw than the policies' (seed), as from another run
+
+    def evaluate(self, path: Path) -> dict:
+        """The saved policy at ``path`` on the held-out prompts: reward-model score, win rate vs SFT, samples."""
+        return judge_policy(load_policy(path, self.profile), self.tokenizer, self.prompts, self.reward_fn,
+                            self.profile, self.reference, seed=self.seed)
 
 
 def load_results(out_dir: str | Path) -> dict:
@@ -585,7 +689,25 @@ def results_markdown(results: dict) -> str:
         lines += ["", "| reward model | accuracy vs gold | accuracy vs labels | labels vs gold | "
                   "corr. with length | seconds | CPU seconds |", "|---|---|---|---|---|---|---|",
                   "| rm | " + " | ".join(fmt(stages["rm"].get(k)) for k in RM_FIELDS) + " |"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + real_data_lines(stages, fmt)) + "\n"
+
+
+def real_data_lines(stages: dict, fmt: Callable) -> list[str]:
+    """Markdown lines for the stages trained on a real dataset: the data, held-out accuracy, judge win rates."""
+    real = {name: entry["data"] for name, entry in stages.items() if isinstance(entry.get("data"), dict)}
+    if not real:
+        return []
+    lines = ["", "Trained on real data (no gold there; the toy world's gold measurements are above):", ""]
+    for name, data in real.items():
+        lines.append(f"- {name}: {data['source']} [{data['split']}], {data['rows_used']} rows used, "
+                     f"{data['rows_skipped']} skipped")
+    if "rm_accuracy_heldout" in stages.get("rm", {}):
+        lines.append(f"- rm accuracy on held-out pairs: {fmt(stages['rm']['rm_accuracy_heldout'])} "
+                     f"({stages['rm']['heldout_pairs']} pairs)")
+    lines += [f"- {name} on held-out prompts: reward-model score {fmt(entry['real_data_eval']['rm_score'])}, "
+              f"win rate vs SFT {fmt(entry['real_data_eval']['win_rate_vs_reference'])} "
+              f"({entry['real_data_eval']['judge']})" for name, entry in stages.items() if "real_data_eval" in entry]
+    return lines
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

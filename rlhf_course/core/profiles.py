@@ -50,7 +50,12 @@ class RMSettings:
     grad_accum: int = 1
     n_eval_pairs: int = 2000
     annotator_temperature: float = 0.25
-    dataset: str | None = None  # a hub preference dataset; None means the toy world
+    # a preference dataset: a hub id (HuggingFaceH4/ultrafeedback_binarized, Anthropic/hh-rlhf, stanfordnlp/SHP) or a
+    # local file or folder in one of their schemas; None means the toy world. The pipeline's rm stage and the dpo
+    # family train on it (preference_data.preference_dataset) and are measured on its held-out split.
+    dataset: str | None = None
+    split: str | None = None  # the training split; None: the dataset's own (train_prefs, train)
+    eval_split: str | None = None  # the held-out split; None: the dataset's own (test_prefs, test)
     checkpoint_steps: int = 0
 
 
@@ -66,6 +71,10 @@ class RLSettings:
     grpo_beta: float = 0.5  # GRPO's KL term in the loss, next to unit-scale advantages: other units than beta
     best_of_n: int = 16  # n of the best-of-n stage
     micro_batch_size: int = 0  # rows per forward/backward pass of a step (gradients accumulate); 0: all at once
+    # generate rollouts with vLLM when it is installed (TRL's use_vllm for GRPO; core.rollout for the course's
+    # REINFORCE, RLOO, PPO and online DPO); without vLLM the stages fall back to model.generate with a note
+    use_vllm: bool = False
+    vllm_mode: str = "colocate"  # TRL's vllm_mode: "colocate" (same GPUs) or "server" (`trl vllm-serve`)
 
 
 @dataclass(frozen=True)
@@ -273,7 +282,7 @@ PROFILES: dict[str, Profile] = {
             dataset="HuggingFaceH4/no_robots", checkpoint_steps=20,
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
-                      n_eval_pairs=400, checkpoint_steps=20),
+                      n_eval_pairs=400, dataset="Anthropic/hh-rlhf", checkpoint_steps=20),
         rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
         # minibatches of 8 responses: the size that fits a T4 in the from-scratch RLOO (see rl.micro_batch_size)
         ppo=PPOSettings(epochs=2, minibatches=8, learning_rate=1e-5),

@@ -20,7 +20,8 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from rlhf_course.core.profiles import Profile
-from rlhf_course.core.sampling import generate, pack, sample_completions, token_logprobs
+from rlhf_course.core.sampling import generate, pack, token_logprobs
+from rlhf_course.core.vllm_generation import sample_rollouts
 
 
 # A reward function scores responses to prompts (plain texts, no chat template): the
@@ -105,11 +106,12 @@ def rollout(
 ) -> Rollout:
     """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs.
 
-    ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s).
+    ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s). With
+    ``profile.rl.use_vllm`` the responses are sampled by vLLM when it is installed.
     """
     texts = [prompt_text(p) for p in prompts]
-    samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
-                                 temperature=temperature, batch_size=len(texts) * k)
+    samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, temperature=temperature,
+                              batch_size=len(texts) * k)  # model.generate unless profile.rl.use_vllm
     batch = {key: value.to(policy.device) for key, value in
              pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
     policy.eval()

@@ -65,7 +65,9 @@ def lab_dir(lab: str) -> Path:
     return runs_root() / "labs" / lab
 
 
-NOT_IN_KEY = ("checkpoint_steps", "n_eval_pairs")  # how often a run saves, how much is measured: same model
+# how often a run saves, how much is measured: same model; which engine generates (vLLM or generate) and the splits
+# of a real dataset (read only by the pipeline's real-data stages, never by the shared, toy-world models) neither
+NOT_IN_KEY = ("checkpoint_steps", "n_eval_pairs", "use_vllm", "vllm_mode", "split", "eval_split")
 
 
 def model_settings(stage_settings: Any) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 from rlhf_course.core.distributed import is_main_process
 from rlhf_course.core.models import load_policy
 from rlhf_course.core.rollout import check_rounds, prompt_text
-from rlhf_course.core.sampling import sample_completions
+from rlhf_course.core.vllm_generation import sample_rollouts
 from rlhf_course.direct_alignment.train import DirectAlignmentResult, train_dpo
 from rlhf_course.preference_data.data import same_response
 
@@ -36,8 +36,8 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
     if k < 2:
         raise ValueError(f"online DPO needs at least 2 samples per prompt to make a pair; got k={k}.")
     texts = [prompt_text(p) for p in prompts]
-    samples = sample_completions(policy, tokenizer, texts, n=k, max_new_tokens=profile.max_new_tokens,
-                                 batch_size=profile.eval_batch_size, seed=seed)
+    samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, batch_size=profile.eval_batch_size,
+                              seed=seed)  # model.generate unless profile.rl.use_vllm (then vLLM, when installed)
     rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().view(len(prompts), k)
     rows = []
     for i, prompt in enumerate(prompts):

@@ -32,6 +32,7 @@ from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, Reward
                                       micro_batches, prompt_text, rollout)
 from rlhf_course.core.sampling import token_logprobs
 from rlhf_course.core.training import lora_config
+from rlhf_course.core.vllm_generation import trl_vllm_arguments
 from rlhf_course.policy_gradients.loss import (AGGREGATIONS, aggregate, microbatch_weight, per_token_policy_loss,
                                                reinforce_advantages, rloo_advantages)
 
@@ -154,7 +155,8 @@ def _trl_reward(reward_fn: RewardFunction):
     """A TRL reward function (conversational prompts and completions in, list of floats out) from ours."""
 
     def reward(prompts, completions, **kwargs) -> list[float]:
-        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        # a single user turn as its text (as the reward model was trained); a longer conversation as it is
+        texts = [(p[-1]["content"] if len(p) == 1 else p) if isinstance(p, list) else p for p in prompts]
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return reward_fn(texts, [a.strip() for a in answers]).tolist()
 
@@ -171,7 +173,8 @@ def _trl_gold(gold_fn: GoldFunction, prompts: Sequence[Any]):
     by_text = {prompt_text(p): p for p in prompts}
 
     def gold(prompts, completions, **kwargs) -> list[float]:
-        texts = [p[-1]["content"] if isinstance(p, list) else p for p in prompts]
+        # a single user turn as its text (as the reward model was trained); a longer conversation as it is
+        texts = [(p[-1]["content"] if len(p) == 1 else p) if isinstance(p, list) else p for p in prompts]
         answers = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
         return list(gold_fn([by_text[t] for t in texts], [a.strip() for a in answers]))
 
@@ -212,12 +215,14 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
     settings = profile.rl
     check_prompts(prompts, settings.steps * settings.prompts_per_step,
                   f"{trainer_cls.__name__} ({settings.steps} steps of {settings.prompts_per_step} prompts)")
-    dataset = Dataset.from_list([{"prompt": [{"role": "user", "content": prompt_text(p)}]} for p in prompts])
+    dataset = Dataset.from_list([{"prompt": p if isinstance(p, list) else [{"role": "user", "content": prompt_text(p)}]}
+                                 for p in prompts])  # a list is a conversation already (a hub dataset's prompt)
     reward_funcs = [_trl_reward(reward_fn)] + ([] if gold_fn is None else [_trl_gold(gold_fn, prompts)])
+    generation = trl_vllm_arguments(profile)  # before the warnings are silenced: its fallback note must show
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         config = config_cls(**{**trl_rl_arguments(profile, output_dir, seed, progress),
-                               "reward_weights": [1.0, 0.0][:len(reward_funcs)], **extra})
+                               "reward_weights": [1.0, 0.0][:len(reward_funcs)], **extra, **generation})
         policy = AutoModelForCausalLM.from_pretrained(policy_path, dtype=torch.float32, trust_remote_code=False)
         trainer = trainer_cls(model=policy.to(device()), reward_funcs=reward_funcs,
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
