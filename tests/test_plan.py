@@ -78,6 +78,8 @@ def test_lora_parameters_by_hand():
 def test_shapes_come_from_configs_without_the_network():
     shape = plan.shape_of(plan.model_config("meta-llama/Llama-3.2-1B-Instruct"))
     assert shape == LLAMA_1B  # 1.24B parameters, as Meta's model card says
+    big = plan.shape_of(plan.model_config("meta-llama/Llama-3.1-8B-Instruct"))
+    assert 8.02e9 < big.parameters < 8.04e9 and not big.tied_embeddings  # "8B": 8.03B with its own LM head
     tiny = plan.shape_of(plan.model_config("tiny"))
     assert (tiny.hidden, tiny.layers, tiny.vocab) == (128, 4, 1024) and 0.5e6 < tiny.parameters < 2e6
     with pytest.raises(ValueError, match="Pass --model with a folder"):
@@ -148,3 +150,20 @@ def test_estimate_is_within_30_percent_of_the_measured_footprint(stage, seq_len,
     setup = Setup(lora=True, gradient_checkpointing=work.checkpointing, micro_batch=work.batch or 1)
     estimate = plan.memory_terms(shape, work, setup, profile.dtype, profile.lora_rank)["total"] / GIB
     assert abs(estimate / measured_gib - 1) <= 0.30, (stage, seq_len, estimate, measured_gib)
+
+
+def test_documented_plan_commands_run(capsys):
+    """Every `rlhf-course plan ...` line of configs/accelerate/README.md (and of the README's scaling section) runs."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    texts = [(root / "configs" / "accelerate" / "README.md").read_text()]
+    readme = (root / "README.md").read_text()
+    if "## Scaling a stage up" in readme:
+        texts.append(readme.split("## Scaling a stage up", 1)[1].split("\n## ", 1)[0])
+    lines = [line.strip() for text in texts for line in text.splitlines() if line.strip().startswith("rlhf-course plan")]
+    assert lines, "configs/accelerate/README.md should show how to run rlhf-course plan"
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, line
+        assert "Recommended" in capsys.readouterr().out, line
