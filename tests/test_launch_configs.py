@@ -145,3 +145,45 @@ def test_ddp_config_trains_sft_and_dpo_on_two_cpu_processes(tmp_path):
     assert not (tmp_path / "dpo" / "checkpoint-6").exists()
     assert (tmp_path / "dpo" / "final" / "model.safetensors").exists()
     assert results["stages"]["dpo"]["final_reward_accuracy"] is not None
+
+
+class _ShardedTrainer:
+    """What fit() asks of a TRL trainer launched with zero3.yaml or fsdp2.yaml (no GPU needed to check the plumbing)."""
+
+    is_deepspeed_enabled, is_fsdp_enabled = True, False
+
+    def __init__(self, model):
+        self.model, self.saved, self.trained = model, [], False
+
+    def remove_callback(self, callback):
+        pass
+
+    def train(self, resume_from_checkpoint=None):
+        self.trained = True
+
+    def save_model(self, path):
+        self.saved.append(path)
+
+    def is_world_process_zero(self):
+        return True
+
+
+def test_fit_saves_a_sharded_model_through_the_trainer_and_refuses_lora_before_training(tmp_path):
+    """Under ZeRO-3 a model's own save_pretrained would write empty shards: the trainer gathers them instead."""
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from tokenizers import Tokenizer, models
+
+    from rlhf_course.core.training import fit
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=8, hidden_size=8, intermediate_size=8, num_hidden_layers=1,
+                                         num_attention_heads=1))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, "<unk>")))
+    trainer = _ShardedTrainer(model)
+    trained, resume = fit(trainer, tokenizer, tmp_path, lora=False, progress=False)
+    assert trainer.trained and trained is model and resume is None
+    assert trainer.saved == [str(tmp_path / "final")]
+    assert (tmp_path / "final" / "tokenizer.json").exists() and not (tmp_path / "final" / "model.safetensors").exists()
+    lora_trainer = _ShardedTrainer(model)
+    with pytest.raises(ValueError, match="configs/accelerate/ddp.yaml"):
+        fit(lora_trainer, tokenizer, tmp_path / "lora", lora=True, progress=False)
+    assert not lora_trainer.trained
