@@ -131,6 +131,10 @@ def test_plan_command_prints_every_term_and_a_recommendation(capsys):
     assert "T4 (Turing) has no bf16; train in fp16" in out
     with pytest.raises(SystemExit):
         main(["plan", "--profile", "multi-gpu", "--stage", "sft_everything"])
+    assert main(["plan", "--stage", "sft", "--gpus", "0"]) == 2
+    assert "--gpus must be at least 1" in capsys.readouterr().err
+    assert main(["plan", "--stage", "sft", "--set", "sft.batch=4"]) == 2
+    assert "unknown field 'batch'" in capsys.readouterr().err
 
 
 # The README's footprint of colab-t4 (`rlhf-course footprint`, an H100 capped at 15 GB, a random-weight model of

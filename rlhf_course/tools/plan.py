@@ -470,11 +470,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_from_args(args: argparse.Namespace) -> int:
-    if args.gpus < 1 or args.gpu_memory_gb <= 0:
-        raise SystemExit("rlhf-course plan: --gpus must be at least 1 and --gpu-memory-gb positive.")
-    profile = apply_overrides(get_profile(args.profile), args.set)
-    if args.model:
-        profile = dataclasses.replace(profile, model=args.model)
-    shape = shape_of(model_config(profile.model))
+    import sys
+
+    try:
+        if args.gpus < 1 or args.gpu_memory_gb <= 0:
+            raise ValueError(f"--gpus must be at least 1 and --gpu-memory-gb positive (got {args.gpus} and "
+                             f"{args.gpu_memory_gb:g}).")
+        profile = apply_overrides(get_profile(args.profile), args.set)
+        if args.model:
+            profile = dataclasses.replace(profile, model=args.model)
+        shape = shape_of(model_config(profile.model))
+    except ValueError as err:
+        print(f"rlhf-course plan: {err}", file=sys.stderr)
+        return 2
     print(report(profile, args.stage, shape, args.gpus, args.gpu_memory_gb, args.seq_len))
     return 0
