@@ -420,6 +420,8 @@ def how_to_apply(setup: Setup, work: Workload, profile: Profile, gpus: int) -> s
 
 
 def setup_text(setup: Setup, work: Workload) -> str:
+    if not work.trained_models:
+        return "nothing trained: sampling and reward scoring only"
     accumulate = max(1, work.batch // setup.micro_batch) if work.batch else 1
     sharding = {"none": "no sharding", "zero1": "ZeRO-1",
                 "zero2": "ZeRO-2 (configs/accelerate/zero2.yaml)", "zero3": "ZeRO-3 (configs/accelerate/zero3.yaml)",
@@ -439,8 +441,10 @@ def report(profile: Profile, stage: str, shape: ModelShape, gpus: int, gpu_memor
     terms = memory_terms(shape, work, current, profile.dtype, profile.lora_rank, gpus)
     lines = [f"Memory plan: profile {profile.name}, stage {stage}, {profile.model} "
              f"({shape.parameters / 1e9:.3f}B parameters), {profile.dtype}, {gpus} GPU(s) of {gpu_memory_gb:g} GiB",
-             f"sequence length {work.seq_len}, micro-batch {work.batch} "
-             f"({work.batch * work.train_rows_per_example} rows a pass), generation rows {work.generation_rows}",
+             f"sequence length {work.seq_len}, "
+             + (f"micro-batch {work.batch} ({work.batch * work.train_rows_per_example} rows a pass), "
+                if work.trained_models else "no training pass, ")
+             + f"generation rows {work.generation_rows}, reward-scoring rows {work.scoring_rows}",
              "", f"As the profile asks ({setup_text(current, work)}):", "",
              "| term | GiB per GPU |", "|---|---|"]
     lines += [f"| {name} | {value / GIB:.2f} |" for name, value in terms.items()]
