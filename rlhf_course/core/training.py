@@ -154,14 +154,40 @@ def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lor
         trainer.remove_callback(printer)
     if progress:
         trainer.add_callback(_progress_callback())
+    if lora and is_sharded(trainer):  # before training, not after it
+        raise ValueError("LoRA adapters cannot be merged into weights sharded by DeepSpeed ZeRO or FSDP. Launch a "
+                         "LoRA profile with configs/accelerate/ddp.yaml, or train every weight (--set lora=false).")
     resume = last_checkpoint(output_dir)
     trainer.train(resume_from_checkpoint=resume)
+    if is_sharded(trainer):
+        return save_sharded(trainer, tokenizer, output_dir), resume
     trained = trainer.model.merge_and_unload() if lora else trainer.model
     trained.eval()
     if trainer.is_world_process_zero():
         trained.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
         tokenizer.save_pretrained(Path(output_dir) / "final")
     return trained, resume
+
+
+def is_sharded(trainer) -> bool:
+    """True when the trainer runs under DeepSpeed or FSDP (configs/accelerate/zero*.yaml, fsdp2.yaml)."""
+    return bool(getattr(trainer, "is_deepspeed_enabled", False) or getattr(trainer, "is_fsdp_enabled", False))
+
+
+def save_sharded(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path) -> PreTrainedModel:
+    """Save ``final`` from a sharded trainer: every rank calls ``trainer.save_model``, which gathers the shards
+    (ZeRO-3's 16-bit gather, FSDP's full state dict) and writes one safetensors model on rank 0.
+
+    A model's own ``save_pretrained`` would write each rank's empty shard
+    placeholders under ZeRO-3. (LoRA adapters cannot be merged into sharded
+    weights: :func:`fit` refuses LoRA there and points to DDP.)
+    """
+    final = Path(output_dir) / "final"
+    trainer.save_model(str(final))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(final)
+    trainer.model.eval()
+    return trainer.model
 
 
 def lora_config(profile: Profile):

@@ -1,4 +1,4 @@
-"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``.
+"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``, ``plan``.
 
 Each subcommand is a thin wrapper over a module function, so everything the
 command does can also be done from Python:
@@ -9,6 +9,7 @@ command does can also be done from Python:
     rlhf-course pipeline --help                      # the whole RLHF pipeline
     rlhf-course benchmark pretrain                   # time the tiny model's pretraining
     rlhf-course footprint --profile colab-t4         # time and GPU memory of each stage, under a cap
+    rlhf-course plan --profile multi-gpu --stage dpo --gpus 8   # estimated memory per GPU, settings that fit
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     footprint_module.add_arguments(footprint)
     footprint.set_defaults(run=footprint_module.run_from_args)
+
+    plan = commands.add_parser("plan", help="estimate a stage's peak memory per GPU and recommend settings that fit")
+    from rlhf_course.tools import plan as plan_module
+
+    plan_module.add_arguments(plan)
+    plan.set_defaults(run=plan_module.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")
