@@ -66,6 +66,8 @@ class RLSettings:
     grpo_beta: float = 0.5  # GRPO's KL term in the loss, next to unit-scale advantages: other units than beta
     best_of_n: int = 16  # n of the best-of-n stage
     micro_batch_size: int = 0  # rows per forward/backward pass of a step (gradients accumulate); 0: all at once
+    # save (and resume from) a checkpoint this often: REINFORCE, RLOO, PPO and TRL's GRPO/RLOO; 0: none
+    checkpoint_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -241,7 +243,8 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, checkpoint_steps=20),
-        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
+        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8,
+                      checkpoint_steps=10),
         # minibatches of 8 responses: the size that fits a T4 in the from-scratch RLOO (see rl.micro_batch_size)
         ppo=PPOSettings(epochs=2, minibatches=8, learning_rate=1e-5),
         rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
@@ -266,7 +269,7 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
-        rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
+        rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05, checkpoint_steps=50),
         ppo=PPOSettings(epochs=4, minibatches=8, learning_rate=1e-6, max_approx_kl=0.02),
         rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
         dpo=DPOSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-7, batch_size=4, grad_accum=8, beta=0.1,

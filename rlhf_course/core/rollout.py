@@ -146,3 +146,4 @@ class PolicyGradientResult:
     model: PreTrainedModel
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_from: str | None = None  # the checkpoint an interrupted run continued from (core.checkpoints)
