@@ -155,3 +155,40 @@ def test_a_killed_run_resumes_and_ends_where_an_uninterrupted_run_ends(tiny_poli
     # the weights moved: a resume that loaded nothing and trained nothing would not pass the checks above
     start, trained = _weights(Path(path), "model"), _weights(tmp_path / "reference")
     assert any(not torch.equal(trained[k], start[k]) for k in start.keys() & trained.keys())
+
+
+# ----------------------------------------------------------------------------- stages made of rounds
+
+
+def test_rejection_sampling_reuses_a_finished_round_only_for_the_same_rows(tiny_policy, tmp_path):
+    """Restarted, a round finished on the same rows is read back, not trained; other rows train it again."""
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import apply_overrides, get_profile
+    from rlhf_course.rejection_sampling.train import rejection_sampling_finetune
+
+    path, tokenizer = tiny_policy
+    profile = apply_overrides(get_profile("tiny"), ["rs.n=2", "max_new_tokens=6"])
+    rounds = [[f"Say {w}." for w in ("yes", "no", "maybe")], [f"Name {w}." for w in ("a cat", "a dog")]]
+    trained = []
+
+    def finetune(policy, tokenizer, rows, profile, *, output_dir, seed, progress):  # stands in for train_sft
+        trained.append((Path(output_dir).name, len(rows)))
+        with torch.no_grad():
+            policy.get_input_embeddings().weight.add_(0.01 * (seed + 1))  # a visible, round-specific change
+        policy.save_pretrained(Path(output_dir) / "final")
+        return type("Result", (), {"model": policy})
+
+    def run(reward):
+        return rejection_sampling_finetune(load_policy(path, profile), tokenizer, reward, rounds, profile, finetune,
+                                           output_dir=tmp_path / "rs", progress=False)
+
+    shorter = lambda prompts, responses: torch.tensor([-float(len(r)) for r in responses])  # noqa: E731
+    first = run(shorter)
+    assert trained == [("round1", 3), ("round2", 2)]
+    again = run(shorter)
+    assert trained == [("round1", 3), ("round2", 2)], "the finished rounds were trained again"
+    assert again.rounds == first.rounds
+    for a, b in zip(first.model.parameters(), again.model.parameters()):
+        assert torch.equal(a, b)
+    run(lambda prompts, responses: torch.tensor([float(len(r)) for r in responses]))  # another reward: other rows
+    assert trained[2:] == [("round1", 3), ("round2", 2)]

@@ -173,3 +173,43 @@ def say_resumed(what: str, checkpoint: Path, step: int, steps: int) -> None:
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
     if rank == 0:
         print(f"{what}: resuming from {checkpoint} (step {step} of {steps}).", flush=True)
+
+
+# ----------------------------------------------------------------------------- stages made of rounds
+
+ROUND_RECORD = "round.json"
+
+
+def round_key(rows: list[dict], *settings: Any) -> str:
+    """A digest of what a round trains on and how: equal rows and settings, equal key (see :func:`finished_round`)."""
+    from rlhf_course.core.runs import settings_digest
+
+    return settings_digest({"rows": rows, "settings": list(settings)})
+
+
+def record_round(folder: str | Path, key: str, record: dict) -> None:
+    """Mark a finished round of a stage made of rounds (rejection sampling, online DPO): ``folder/round.json``.
+
+    Written atomically after the round's model is saved in ``folder/final``,
+    so its presence means the round is complete.
+    """
+    path = Path(folder) / ROUND_RECORD
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"key": key, "record": record}, indent=1, default=float))
+    tmp.replace(path)
+
+
+def finished_round(folder: str | Path, key: str) -> dict | None:
+    """The record of a round an earlier run finished in ``folder`` with the same ``key``, else ``None``.
+
+    A stage samples a round's rows again when it restarts (each round reseeds
+    its sampling, so they are the same rows) and trains only when no finished
+    round has their key: a round that was trained on other rows or with other
+    settings (a changed reward model, say) is trained again, never reused.
+    """
+    path = Path(folder) / ROUND_RECORD
+    if not path.is_file() or not (Path(folder) / "final" / "model.safetensors").is_file():
+        return None
+    saved = json.loads(path.read_text())
+    return saved["record"] if saved.get("key") == key else None

@@ -1,4 +1,4 @@
-"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``.
+"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``, ``drift``.
 
 Each subcommand is a thin wrapper over a module function, so everything the
 command does can also be done from Python:
@@ -9,6 +9,7 @@ command does can also be done from Python:
     rlhf-course pipeline --help                      # the whole RLHF pipeline
     rlhf-course benchmark pretrain                   # time the tiny model's pretraining
     rlhf-course footprint --profile colab-t4         # time and GPU memory of each stage, under a cap
+    rlhf-course drift                                # newest dependency releases, in a venv of their own
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     footprint_module.add_arguments(footprint)
     footprint.set_defaults(run=footprint_module.run_from_args)
+
+    drift = commands.add_parser("drift", help="test a checkout against the newest releases of its dependencies")
+    from rlhf_course.tools import drift as drift_module
+
+    drift_module.add_arguments(drift)
+    drift.set_defaults(run=drift_module.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")
