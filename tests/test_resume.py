@@ -119,6 +119,7 @@ def _without_time(history: list[dict]) -> list[dict]:
     return [{k: float("nan") if v is None else v for k, v in e.items() if k != "seconds"} for e in history]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind, marker, weights", [
     ("reinforce", "state.json", ["policy"]),
     ("ppo", "state.json", ["policy", "critic"]),

@@ -67,13 +67,20 @@ def installed_versions(python: Path, env: dict[str, str]) -> dict[str, str]:
     return json.loads(done.stdout) if done.returncode == 0 else {p: "unknown" for p in REPORTED}
 
 
+def pip_config_constraints(python: Path, env: dict[str, str]) -> list[str]:
+    """Constraints that pip's own configuration adds on this machine (they cap "newest"; the report says so)."""
+    done = subprocess.run([str(python), "-m", "pip", "config", "list"], env=env, capture_output=True, text=True)
+    return [line for line in done.stdout.splitlines() if "constraint" in line.split("=")[0]]
+
+
 def pinned_versions() -> dict[str, str]:
     """The versions ``constraints.txt`` pins for :data:`REPORTED`."""
     pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (ROOT / "constraints.txt").read_text(), re.M))
     return {p: pins.get(p, "–") for p in REPORTED}
 
 
-def report(steps: list[tuple[str, bool, float, str]], versions: dict[str, str], out: Path) -> str:
+def report(steps: list[tuple[str, bool, float, str]], versions: dict[str, str], out: Path,
+           caps: list[str] = ()) -> str:
     """The Markdown report: when, which versions (next to the pins), and each step's result."""
     pins = pinned_versions()
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -82,6 +89,9 @@ def report(steps: list[tuple[str, bool, float, str]], versions: dict[str, str], 
              "torch from the CPU wheel index.", "",
              "| package | installed | pinned (constraints.txt) |", "|---|---|---|"]
     lines += [f"| {p} | {versions.get(p, '?')} | {pins[p]} |" for p in REPORTED]
+    if caps:
+        lines += ["", "pip's configuration on this machine adds constraints, which cap the newest releases: "
+                  + ", ".join(f"`{c}`" for c in caps) + "."]
     lines += ["", "| step | result | seconds | last line of output |", "|---|---|---|---|"]
     lines += [f"| {name} | {'pass' if ok else 'FAIL'} | {seconds:.0f} | `{tail[:120].replace('|', '/')}` |"
               for name, ok, seconds, tail in steps]
@@ -119,7 +129,8 @@ def drift(out: Path, tests: tuple[str, ...] = QUICK_TESTS, lab: str = LAB) -> bo
         step(f"lab {Path(lab).stem} on tiny",
              [str(python), "-m", "papermill", lab, str(out / Path(lab).name), "--cwd", str(ROOT / Path(lab).parent),
               "-k", "python3", "--no-progress-bar"])
-    (out / "report.md").write_text(report(steps, versions, out))
+    caps = pip_config_constraints(python, env) if installed else []
+    (out / "report.md").write_text(report(steps, versions, out, caps))
     print(f"drift: report in {out / 'report.md'}")
     return all(ok for _, ok, _, _ in steps)
 
