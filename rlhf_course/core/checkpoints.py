@@ -209,7 +209,9 @@ def finished_round(folder: str | Path, key: str) -> dict | None:
     settings (a changed reward model, say) is trained again, never reused.
     """
     path = Path(folder) / ROUND_RECORD
-    if not path.is_file() or not (Path(folder) / "final" / "model.safetensors").is_file():
-        return None
+    final = Path(folder) / "final"
+    if not path.is_file() or not any((final / name).is_file() for name in ("model.safetensors",
+                                                                           "model.safetensors.index.json")):
+        return None  # no saved model (a large one is sharded, with an index)
     saved = json.loads(path.read_text())
     return saved["record"] if saved.get("key") == key else None
