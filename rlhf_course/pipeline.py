@@ -342,7 +342,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     elif stage == "ppo":  # the critic starts from the reward model
         result = train_ppo(load_policy(sft_path, profile), reference, out / "rm" / "final", tokenizer, reward_fn,
                            profile, prompts=training.ppo_prompts(profile, seed), gold_fn=gold_rewards, seed=seed,
-                           progress=progress)
+                           progress=progress, output_dir=out / stage)
         model, last = result.model, result.history[-10:]
         extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
         if is_main_process():
@@ -357,7 +357,7 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
         else:
             model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
                                           prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
-                                          method=stage, seed=seed, progress=progress).model
+                                          method=stage, seed=seed, progress=progress, output_dir=out / stage).model
         if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")

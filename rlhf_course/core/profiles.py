@@ -75,6 +75,8 @@ class RLSettings:
     # REINFORCE, RLOO, PPO and online DPO); without vLLM the stages fall back to model.generate with a note
     use_vllm: bool = False
     vllm_mode: str = "colocate"  # TRL's vllm_mode: "colocate" (same GPUs) or "server" (`trl vllm-serve`)
+    # save (and resume from) a checkpoint this often: REINFORCE, RLOO, PPO and TRL's GRPO/RLOO; 0: none
+    checkpoint_steps: int = 0
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class RSSettings:
     keep_k: int = 1  # kept per prompt
     epochs: float = 2.0
     learning_rate: float = 3e-4
+    checkpoint_steps: int = 0  # within a round's fine-tuning; finished rounds are always kept and skipped on resume
 
 
 @dataclass(frozen=True)
@@ -283,10 +286,11 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=3000, epochs=1.0, learning_rate=1e-4, batch_size=8, grad_accum=4,
                       n_eval_pairs=400, dataset="Anthropic/hh-rlhf", checkpoint_steps=20),
-        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8),
+        rl=RLSettings(steps=60, prompts_per_step=16, k=4, learning_rate=1e-5, beta=0.1, micro_batch_size=8,
+                      checkpoint_steps=10),
         # minibatches of 8 responses: the size that fits a T4 in the from-scratch RLOO (see rl.micro_batch_size)
         ppo=PPOSettings(epochs=2, minibatches=8, learning_rate=1e-5),
-        rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5),
+        rs=RSSettings(rounds=2, n_prompts=400, n=8, epochs=1.0, learning_rate=5e-5, checkpoint_steps=20),
         dpo=DPOSettings(n_pairs=3000, epochs=1.0, learning_rate=2e-5, batch_size=4, grad_accum=8, beta=0.1,
                         ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=2,
                         online_prompts=400, online_k=4, online_epochs=1.0, online_learning_rate=2e-5,
@@ -308,9 +312,9 @@ PROFILES: dict[str, Profile] = {
         ),
         rm=RMSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-6, batch_size=8, grad_accum=4,
                       n_eval_pairs=1000, dataset="HuggingFaceH4/ultrafeedback_binarized", checkpoint_steps=100),
-        rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05),
+        rl=RLSettings(steps=500, prompts_per_step=64, k=8, learning_rate=1e-6, beta=0.05, checkpoint_steps=50),
         ppo=PPOSettings(epochs=4, minibatches=8, learning_rate=1e-6, max_approx_kl=0.02),
-        rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6),
+        rs=RSSettings(rounds=3, n_prompts=5000, n=16, epochs=1.0, learning_rate=5e-6, checkpoint_steps=100),
         dpo=DPOSettings(n_pairs=60000, epochs=1.0, learning_rate=5e-7, batch_size=4, grad_accum=8, beta=0.1,
                         ipo_beta=0.5, kto_beta=0.1, orpo_beta=0.1, online_beta=0.1, online_rounds=3,
                         online_prompts=5000, online_k=8, online_epochs=1.0, online_learning_rate=5e-7,

@@ -148,6 +148,7 @@ class PolicyGradientResult:
     model: PreTrainedModel
     history: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    resumed_from: str | None = None  # the checkpoint an interrupted run continued from (core.checkpoints)
 
 
 def scored_samples(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], n: int,

@@ -61,10 +61,27 @@ def trl_config(config_cls: type[Config], **kwargs: Any) -> Config:
 
 
 def last_checkpoint(output_dir: str | Path) -> str | None:
-    """The newest ``checkpoint-*`` folder under ``output_dir``, if a run left one."""
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete ``checkpoint-<step>`` folder under ``output_dir``, if a run left one.
 
-    return get_last_checkpoint(str(output_dir)) if Path(output_dir).is_dir() else None
+    transformers writes a checkpoint's ``trainer_state.json`` last, so a
+    folder without a readable one is what a kill during the write left
+    behind; it is skipped, and the run resumes from the checkpoint before.
+    """
+    import json
+    import re
+
+    if not Path(output_dir).is_dir():
+        return None
+    found = []
+    for path in Path(output_dir).iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        try:
+            if match and path.is_dir():
+                json.loads((path / "trainer_state.json").read_text())
+                found.append((int(match.group(1)), path))
+        except (OSError, ValueError):  # missing or cut short: an incomplete checkpoint
+            continue
+    return str(max(found)[1]) if found else None
 
 
 def _progress_callback():
@@ -158,6 +175,8 @@ def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lor
         raise ValueError("LoRA adapters cannot be merged into weights sharded by DeepSpeed ZeRO or FSDP. Launch a "
                          "LoRA profile with configs/accelerate/ddp.yaml, or train every weight (--set lora=false).")
     resume = last_checkpoint(output_dir)
+    if resume is not None and trainer.is_world_process_zero():  # one line, so the learner knows the run continued
+        print(f"{type(trainer).__name__}: resuming from {resume}.", flush=True)
     trainer.train(resume_from_checkpoint=resume)
     if is_sharded(trainer):
         return save_sharded(trainer, tokenizer, output_dir), resume

@@ -7,10 +7,12 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from rlhf_course.core.checkpoints import finished_round, record_round, round_key
 from rlhf_course.core.distributed import is_main_process
 from rlhf_course.core.models import load_policy
 from rlhf_course.core.rollout import check_rounds, prompt_text
 from rlhf_course.core.vllm_generation import sample_rollouts
+from rlhf_course.core.runs import model_settings
 from rlhf_course.direct_alignment.train import DirectAlignmentResult, train_dpo
 from rlhf_course.preference_data.data import same_response
 
@@ -86,6 +88,13 @@ def online_dpo(
     bounding the distance from the SFT model, as the KL penalty of RLHF does.
     (The other choice in the literature, resetting the reference to the
     previous round's policy, lets the policy drift further with every round.)
+
+    Started again with the same ``output_dir``, a round that an earlier run
+    finished on the same pairs with the same settings is not trained again
+    (its model and log are read back from ``round<r>``), and an interrupted
+    round resumes from its last checkpoint (every ``profile.dpo.checkpoint_steps``
+    steps). A round's pairs are sampled with the round's own seed from the
+    previous round's saved model, so they are the same on a restart.
     """
     from pathlib import Path
 
@@ -101,9 +110,18 @@ def online_dpo(
             raise RuntimeError(f"online DPO round {r}: every prompt's samples scored the same, so there are no "
                                "pairs to learn from; sample more responses per prompt (profile.dpo.online_k).")
         out = Path(output_dir) / f"round{r}"
+        round_beta, reference = settings.online_beta if beta is None else beta, reference_path or policy_path
+        key = round_key(rows, model_settings(settings), profile.lora, seed + r, round_beta, str(reference))
+        done = finished_round(out, key)
+        if done is not None:  # an earlier run trained this round on these very pairs: take its model
+            history += done["log_history"]
+            summaries.append(done["summary"])
+            current, model = out / "final", None
+            if is_main_process():
+                print(f"online DPO: round {r} was finished in {out}; taking its model.", flush=True)
+            continue
         result = train_dpo(current, tokenizer, rows, profile, output_dir=out, seed=seed + r, progress=progress,
-                           beta=settings.online_beta if beta is None else beta,
-                           reference_path=reference_path or policy_path,
+                           beta=round_beta, reference_path=reference,
                            epochs=settings.online_epochs, learning_rate=settings.online_learning_rate,
                            nll_weight=settings.online_nll_weight)
         history += [{**e, "round": r} for e in result.log_history]
@@ -111,6 +129,11 @@ def online_dpo(
         summaries.append({"round": r, "pairs": len(rows), "mean_reward_gap": sum(gap) / len(gap),
                           "seconds": result.seconds})
         current, model = out / "final", result.model
+        if is_main_process():
+            record_round(out, key, {"log_history": history[-len(result.log_history):] if result.log_history else [],
+                                    "summary": summaries[-1]})
+    if model is None:  # the last round was finished by an earlier run
+        model = load_policy(current, profile)
     if is_main_process():  # the last round is the result, saved where every stage keeps its own
         model.save_pretrained(Path(output_dir) / "final", safe_serialization=True)
         tokenizer.save_pretrained(Path(output_dir) / "final")

@@ -40,6 +40,7 @@ class DirectAlignmentResult:
     seconds: float = 0.0
     method: str = "dpo"
     rounds: list[dict] = field(default_factory=list)  # online DPO: one summary per round
+    resumed_from: str | None = None  # the checkpoint an interrupted run continued from (see core.training.fit)
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -96,8 +97,9 @@ def _policy_and_reference(policy_path, profile, reference_path=None, need_refere
 
 
 def _train(trainer, tokenizer, output_dir, profile, progress, start, method) -> DirectAlignmentResult:
-    trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
-    return DirectAlignmentResult(trained, trainer.state.log_history, time.perf_counter() - start, method)
+    trained, resumed = fit(trainer, tokenizer, output_dir, profile.lora, progress)
+    return DirectAlignmentResult(trained, trainer.state.log_history, time.perf_counter() - start, method,
+                                 resumed_from=resumed)
 
 
 def train_dpo(

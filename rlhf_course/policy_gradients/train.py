@@ -16,6 +16,7 @@ logs a gold reward only through the ``gold_fn`` hook its caller passes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, TrainerCallback
 
+from rlhf_course.core.checkpoints import due, last_loop_checkpoint, load_checkpoint, save_checkpoint, say_resumed
 from rlhf_course.core.models import device, quiet_libraries
 from rlhf_course.core.profiles import Profile
 from rlhf_course.core.rollout import (GoldFunction, PolicyGradientResult, RewardFunction, check_prompts, mean_gold,
@@ -51,6 +53,7 @@ def train_policy_gradient(
     progress: bool = True,
     aggregation: str = "constant",
     on_step: Callable[[int, PreTrainedModel], None] | None = None,
+    output_dir: str | Path | None = None,
 ) -> PolicyGradientResult:
     """Train ``policy`` (in place) by REINFORCE with a running-mean baseline or by RLOO.
 
@@ -76,6 +79,10 @@ def train_policy_gradient(
     leave the random state as it found it, as
     :func:`rlhf_course.core.evaluation.sample_policy` does, so that measuring
     never changes training).
+    ``output_dir``, when given, is where the loop saves a checkpoint every
+    ``profile.rl.checkpoint_steps`` steps (:mod:`rlhf_course.core.checkpoints`)
+    and, started again with the same folder, resumes from the last one
+    (``resumed_from`` of the result), ending where an uninterrupted run ends.
     """
     if method not in ("reinforce", "rloo"):
         raise ValueError(f"method must be 'reinforce' or 'rloo'; got {method!r}. GRPO runs with train_grpo.")
@@ -92,10 +99,19 @@ def train_policy_gradient(
     trainable = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=0.0)
     reference.eval()
-    baseline, history = None, []
+    baseline, history, first = None, [], 0
+    run_settings = {**dataclasses.asdict(settings), "checkpoint_steps": None, "method": method,
+                    "aggregation": aggregation, "seed": seed, "lora": profile.lora}
+    resumed = last_loop_checkpoint(output_dir)
+    if resumed is not None:
+        state = load_checkpoint(resumed, {"policy": policy}, optimizer, settings=run_settings)
+        first, history, baseline = state.step, state.history, state.extra.get("baseline")
+        start -= history[-1]["seconds"] if history else 0.0
+        say_resumed(method, resumed, first, settings.steps)
     if on_step is not None:
-        on_step(0, policy)
-    for step in tqdm(range(settings.steps), desc=method, disable=not progress):
+        on_step(first, policy)
+    for step in tqdm(range(first, settings.steps), desc=method, disable=not progress,
+                     initial=first, total=settings.steps):
         batch_prompts = list(prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step])
         roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
         shaped = roll.rewards - settings.beta * roll.kl
@@ -116,9 +132,13 @@ def train_policy_gradient(
                         "length": roll.batch["completion_mask"].sum(dim=1).float().mean().item()})
         if on_step is not None:
             on_step(step + 1, policy)
+        if output_dir is not None and due(step + 1, settings.checkpoint_steps):
+            save_checkpoint(output_dir, step + 1, {"policy": policy}, optimizer, history, settings=run_settings,
+                            extra={"baseline": baseline})
     policy = policy.merge_and_unload() if profile.lora else policy
     policy.eval()
-    return PolicyGradientResult(policy, history, time.perf_counter() - start)
+    return PolicyGradientResult(policy, history, time.perf_counter() - start,
+                                resumed_from=None if resumed is None else str(resumed))
 
 
 def accumulate_gradients(
@@ -187,6 +207,8 @@ def trl_rl_arguments(profile: Profile, output_dir: str | Path, seed: int = 0, pr
     One optimizer step per rollout batch of ``prompts_per_step × k`` responses,
     one pass over it (so TRL's clipping never binds and the update is the
     plain policy gradient), sampled at temperature 1 with no top-k or top-p.
+    A checkpoint every ``rl.checkpoint_steps`` steps (none at 0), from which
+    :func:`rlhf_course.core.training.fit` resumes.
     """
     from rlhf_course.core.training import trainer_arguments
 
@@ -197,8 +219,8 @@ def trl_rl_arguments(profile: Profile, output_dir: str | Path, seed: int = 0, pr
     args.update(max_steps=settings.steps, learning_rate=settings.learning_rate, lr_scheduler_type="constant",
                 per_device_train_batch_size=settings.prompts_per_step * settings.k, gradient_accumulation_steps=1,
                 num_generations=settings.k, max_completion_length=profile.max_new_tokens, beta=settings.beta,
-                temperature=1.0, top_k=0, top_p=1.0, num_iterations=1, save_strategy="no", logging_steps=1,
-                max_grad_norm=1.0)
+                temperature=1.0, top_k=0, top_p=1.0, num_iterations=1, logging_steps=1, max_grad_norm=1.0,
+                save_strategy="steps" if settings.checkpoint_steps else "no", save_steps=settings.checkpoint_steps or 500)
     return args
 
 
@@ -228,12 +250,12 @@ def _run_trl(trainer_cls, config_cls, policy_path: str | Path, tokenizer, reward
                               args=config, train_dataset=dataset, processing_class=_left_padded(tokenizer),
                               peft_config=lora_config(profile) if profile.lora else None)
         trainer.add_callback(_ElapsedTime(start))
-        trained, _ = fit(trainer, tokenizer, output_dir, profile.lora, progress)
+        trained, resumed = fit(trainer, tokenizer, output_dir, profile.lora, progress)
     history = [{"step": e["step"], "proxy_reward": e.get("rewards/reward_model/mean"),
                 "gold_reward": e.get("rewards/gold/mean"), "kl": _sequence_kl(e), "kl_per_token": e.get("kl"),
                 "length": e.get("completions/mean_length"), "loss": e.get("loss"), "seconds": e.get("seconds")}
                for e in trainer.state.log_history if "reward" in e]
-    return PolicyGradientResult(trained, history, time.perf_counter() - start)
+    return PolicyGradientResult(trained, history, time.perf_counter() - start, resumed_from=resumed)
 
 
 def _sequence_kl(log: dict) -> float | None:

@@ -9,6 +9,7 @@ of :mod:`rlhf_course.ppo.loss` on the policy and the critic
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -20,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf_course.core.checkpoints import due, last_loop_checkpoint, load_checkpoint, save_checkpoint, say_resumed
 from rlhf_course.core.distributed import all_mean, average_gradients, join_process_group
 from rlhf_course.core.models import device, quiet_libraries
 from rlhf_course.core.profiles import Profile
@@ -91,6 +93,7 @@ def train_ppo(
     gold_fn: GoldFunction | None = None,
     seed: int = 0,
     progress: bool = True,
+    output_dir: str | Path | None = None,
 ) -> PPOResult:
     """Train ``policy`` (in place) with PPO against ``reward_fn``, with a separate critic.
 
@@ -116,6 +119,10 @@ def train_ppo(
     prompts and gradients are averaged across ranks, so all ranks keep the same weights.
     ``gold_fn``, when given, scores each response for the history's
     ``gold_reward`` (logged, never optimised).
+    ``output_dir``, when given, is where policy, critic and optimizer are
+    checkpointed every ``rl.checkpoint_steps`` steps (:mod:`rlhf_course.core.checkpoints`);
+    started again with the same folder, the run resumes from the last one
+    (``resumed_from`` of the result).
     """
     rl, ppo = profile.rl, profile.ppo
     start = time.perf_counter()
@@ -139,8 +146,16 @@ def train_ppo(
     steps, beta = ppo.steps or rl.steps, rl.beta if ppo.beta is None else ppo.beta
     check_prompts(prompts, steps * rl.prompts_per_step, f"PPO ({steps} steps of {rl.prompts_per_step} prompts)")
     per_rank = rl.prompts_per_step // world
-    history = []
-    for step in tqdm(range(steps), desc="ppo", disable=not progress or rank > 0):
+    history, first, models = [], 0, {"policy": policy, "critic": critic}
+    run_settings = {**dataclasses.asdict(rl), **dataclasses.asdict(ppo), "checkpoint_steps": None, "steps": steps,
+                    "beta": beta, "seed": seed, "lora": profile.lora, "world": world}
+    resumed = last_loop_checkpoint(output_dir)
+    if resumed is not None:
+        state = load_checkpoint(resumed, models, optimizer, settings=run_settings)
+        first, history = state.step, state.history
+        start -= history[-1]["seconds"] if history else 0.0
+        say_resumed("ppo", resumed, first, steps)
+    for step in tqdm(range(first, steps), desc="ppo", disable=not progress or rank > 0, initial=first, total=steps):
         first = step * rl.prompts_per_step + rank * per_rank
         roll = rollout(policy, reference, tokenizer, list(prompts[first:first + per_rank]), reward_fn, profile, rl.k)
         mask = roll.batch["completion_mask"].float()
@@ -186,10 +201,13 @@ def train_ppo(
             "length": all_mean(mask.sum(1).mean()), "finished": all_mean(roll.finished.float().mean()),
             "updates": len(stats), "seconds": time.perf_counter() - start,
         })
+        if output_dir is not None and due(step + 1, rl.checkpoint_steps):
+            save_checkpoint(output_dir, step + 1, models, optimizer, history, settings=run_settings)
     if profile.lora:
         policy, critic = policy.merge_and_unload(), critic.merge_and_unload()
     policy.eval()
-    return PPOResult(policy, history, time.perf_counter() - start, critic=critic)
+    return PPOResult(policy, history, time.perf_counter() - start, critic=critic,
+                     resumed_from=None if resumed is None else str(resumed))
 
 
 def _all_mean_or_none(value: float | None) -> float | None:

@@ -32,7 +32,11 @@ import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from rlhf_course.core.checkpoints import finished_round, record_round, round_key
+from rlhf_course.core.distributed import is_main_process
+from rlhf_course.core.models import load_policy
 from rlhf_course.core.profiles import Profile
+from rlhf_course.core.runs import model_settings
 from rlhf_course.core.rollout import GoldFunction, RewardFunction, check_rounds, prompt_text, scored_samples
 from rlhf_course.rejection_sampling.selection import select_best, select_random_k, select_top_k
 
@@ -141,15 +145,25 @@ def rejection_sampling_finetune(
     ``min_reward`` drops kept responses scored below it, so with a verifier's
     0/1 reward only verified answers are trained on: expert iteration, or STaR
     without its rationalisation step. ``policy`` is trained in place.
+
+    Round r's model is saved under ``output_dir/round<r>/final`` (by
+    ``finetune``) and the round recorded in ``round<r>/round.json``. Started
+    again with the same ``output_dir``, a round that an earlier run finished on
+    the same rows with the same settings is not trained again (its model is
+    read back), and an interrupted round's fine-tuning resumes from its last
+    checkpoint (every ``profile.rs.checkpoint_steps`` steps). Each round
+    reseeds its sampling, so the result is the same as an uninterrupted run's.
     """
     if keep not in ("top", "random"):
         raise ValueError(f"keep must be 'top' or 'random'; got {keep!r}.")
     check_rounds(prompts, "rejection_sampling_finetune")
     settings, start = profile.rs, time.perf_counter()
     sft_profile = profile.replace(sft=dataclasses.replace(
-        profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate, checkpoint_steps=0))
+        profile.sft, epochs=settings.epochs, learning_rate=settings.learning_rate,
+        checkpoint_steps=settings.checkpoint_steps))
     history = []
     for r, batch in enumerate(prompts):
+        folder = Path(output_dir) / f"round{r + 1}"
         pool = best_of_n(policy, tokenizer, reward_fn, batch, settings.n, profile, gold_fn=gold_fn,
                          seed=seed * 1000 + r)
         picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
@@ -161,11 +175,21 @@ def rejection_sampling_finetune(
             raise ValueError(f"Round {r + 1} kept no responses: none scored min_reward={min_reward} or more. "
                              "Lower min_reward or sample more (profile.rs.n).")
         random.Random(seed + r).shuffle(rows)
-        result = finetune(policy, tokenizer, rows, sft_profile, output_dir=Path(output_dir) / f"round{r + 1}",
+        key = round_key(rows, model_settings(sft_profile.sft), seed + r, getattr(finetune, "__qualname__", ""))
+        done = finished_round(folder, key)
+        if done is not None:  # an earlier run trained this round on these very rows: take its model
+            policy = load_policy(folder / "final", profile)
+            history.append(done)
+            if is_main_process():
+                print(f"rejection sampling: round {r + 1} was finished in {folder}; taking its model.", flush=True)
+            continue
+        result = finetune(policy, tokenizer, rows, sft_profile, output_dir=folder,
                           seed=seed + r, progress=progress)
         policy = result.model
         golds = {} if pool.gold is None else {"kept_gold": pool.gold.gather(1, picked).mean().item(),
                                               "pool_gold": pool.gold.mean().item()}
         history.append({"round": r + 1, "rows": len(rows), "kept_proxy": pool.proxy.gather(1, picked).mean().item(),
                         "kept_gold": None, "pool_gold": None, **golds})
+        if is_main_process():
+            record_round(folder, key, history[-1])
     return RejectionSamplingResult(policy, history, time.perf_counter() - start)

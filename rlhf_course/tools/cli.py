@@ -1,4 +1,5 @@
-"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``, ``plan``.
+"""The ``rlhf-course`` command: ``doctor``, ``student``, ``grade``, ``pipeline``, ``benchmark``, ``footprint``, ``plan``,
+``drift``.
 
 Each subcommand is a thin wrapper over a module function, so everything the
 command does can also be done from Python:
@@ -10,6 +11,7 @@ command does can also be done from Python:
     rlhf-course benchmark pretrain                   # time the tiny model's pretraining
     rlhf-course footprint --profile colab-t4         # time and GPU memory of each stage, under a cap
     rlhf-course plan --profile multi-gpu --stage dpo --gpus 8   # estimated memory per GPU, settings that fit
+    rlhf-course drift                                # newest dependency releases, in a venv of their own
 """
 
 from __future__ import annotations
@@ -69,6 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan_module.add_arguments(plan)
     plan.set_defaults(run=plan_module.run_from_args)
+    drift = commands.add_parser("drift", help="test a checkout against the newest releases of its dependencies")
+    from rlhf_course.tools import drift as drift_module
+
+    drift_module.add_arguments(drift)
+    drift.set_defaults(run=drift_module.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")
