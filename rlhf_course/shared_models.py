@@ -136,7 +136,8 @@ def shared_policy(method: str, profile: Profile, seed: int = 0, progress: bool =
         result = train_policy_gradient(load_policy(sft_path, profile), load_policy(sft_path, profile), tokenizer,
                                        load_reward_function(rm_path, tokenizer, profile), profile,
                                        prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
-                                       method=method, seed=seed, progress=progress)
+                                       method=method, seed=seed, progress=progress,
+                                       output_dir=folder)  # a lab re-run after a disconnect resumes here
         result.model.save_pretrained(folder / "final", safe_serialization=True)
         tokenizer.save_pretrained(folder / "final")
         return {"history": result.history, "train_seconds": result.seconds}
