@@ -94,7 +94,7 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
                                    aggregation=aggregation)
     if curve:
         curve.append((settings.rl.steps, evaluate(result.model)))
-    return RLVRResult(result.model, result.history, result.seconds, curve)
+    return RLVRResult(result.model, result.history, result.seconds, result.resumed_from, curve=curve)
 
 
 def train_rlvr_grpo(policy_path: str | Path, tokenizer: PreTrainedTokenizerBase, prompts: list[Prompt],
