@@ -236,15 +236,18 @@ def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Pat
     size; the accuracy the pipeline's ``rm`` stage reports (``rm_accuracy_gold``
     on ``toy_preferences(profile, "test")``) is measured ``evals_per_epoch``
     times per epoch. Measuring does not change the training (no randomness is
-    drawn), so the last point is the model that size trains. An earlier point
-    is mid-schedule: the cosine learning rate has not decayed yet, so a run
-    trained for that many epochs only would do at least as well, roughly.
+    drawn) and each run starts from the random state that ``seed`` gives, as
+    :func:`rlhf_course.shared_models.reward_model_checkpoint` does, so the last
+    point of the profile's size is the shared reward model's accuracy. An earlier point
+    is mid-schedule: the cosine learning rate has not decayed yet there, as it
+    would have in a run trained for that many epochs only.
     ``out`` (a folder) receives the JSON after each pair count, so a stopped run keeps what it measured.
     """
     import torch
     from transformers import AutoTokenizer, TrainerCallback
     from transformers.trainer_callback import PrinterCallback
 
+    from rlhf_course.core import runs
     from rlhf_course.core.profiles import get_profile
     from rlhf_course.preference_data.toy import toy_preferences
     from rlhf_course.reward_modeling.evaluation import evaluate_reward_model
@@ -282,7 +285,7 @@ def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Pat
 
     for n_pairs in pairs:
         curve: list[dict] = []
-        with tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder, runs.seeded(seed):  # as reward_model_checkpoint trains
             trainer = reward_trainer(reward_model_from(sft_path, profile), tokenizer,
                                      toy_preferences(profile, "train", n=n_pairs, seed=seed), profile, folder,
                                      seed, progress=False)
