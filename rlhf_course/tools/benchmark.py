@@ -229,10 +229,11 @@ BENCHMARKS["labs"] = benchmark_labs
 
 
 def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Path | None = None,
-                                 pairs: tuple[int, ...] = (5000, 10000, 20000), evals_per_epoch: int = 2) -> dict:
+                                 pairs: tuple[int, ...] = (5000, 10000, 20000), evals_per_epoch: int = 2,
+                                 epochs: float | None = None) -> dict:
     """The reward model's gold accuracy on held-out pairs as it grows with training pairs and epochs, on ``tiny``.
 
-    One run per pair count, with the profile's epochs, learning rate and batch
+    One run per pair count, with the profile's epochs (or ``epochs``), learning rate and batch
     size; the accuracy the pipeline's ``rm`` stage reports (``rm_accuracy_gold``
     on ``toy_preferences(profile, "test")``) is measured ``evals_per_epoch``
     times per epoch. Measuring does not change the training (no randomness is
@@ -256,6 +257,7 @@ def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Pat
 
     profile = get_profile("tiny")
     sft_path = sft_checkpoint(profile, seed, progress=False)
+    profile = profile.replace(rm=dataclasses.replace(profile.rm, epochs=epochs or profile.rm.epochs))
     tokenizer = AutoTokenizer.from_pretrained(sft_path)
     test = toy_preferences(profile, "test", seed=seed)
     result = {"benchmark": "rm_sizes", "profile": "tiny", "seed": seed, "rm_settings": dataclasses.asdict(profile.rm),
@@ -305,8 +307,10 @@ def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Pat
 def rm_sizes_markdown(result: dict) -> str:
     """The curves of :func:`benchmark_reward_model_sizes` as a Markdown table: pairs × epochs → gold accuracy."""
     epochs = sorted({p["epoch"] for curve in result["runs"].values() for p in curve})
-    lines = [f"Reward model on `tiny`, seed {result['seed']}: gold accuracy on {result['n_test_pairs']} held-out "
-             "pairs (training CPU seconds, evaluation excluded)", "",
+    planned = result.get("rm_settings", {}).get("epochs")
+    lines = [f"Reward model on `tiny`, seed {result['seed']}" + (f", runs of {planned:g} epochs" if planned else "")
+             + f": gold accuracy on {result['n_test_pairs']} held-out pairs (training CPU seconds, evaluation "
+             "excluded)", "",
              "| pairs | " + " | ".join(f"epoch {e:g}" for e in epochs) + " |", "|---" * (len(epochs) + 1) + "|"]
     for n_pairs, curve in result["runs"].items():
         by_epoch = {p["epoch"]: p for p in curve}
