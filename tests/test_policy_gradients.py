@@ -130,6 +130,29 @@ def test_from_scratch_policy_gradient_raises_a_simple_reward(tiny_policy, method
                               method=method, progress=False)
 
 
+def test_one_pass_step_takes_the_micro_batched_step(tiny_policy):
+    """With one micro-batch the gradient pass also gives the KL's log-probs; micro-batches get them from the rollout.
+
+    Both ways must take the same steps: same samples, KL, loss and weights (to float rounding).
+    """
+    path, tokenizer = tiny_policy
+    from rlhf_course.core.models import load_policy
+
+    results = []
+    for micro_batch_size in (0, 2):  # 8 rows per step: one pass, or four micro-batches
+        profile = apply_overrides(get_profile("tiny"), ["rl.steps=3", "rl.prompts_per_step=4", "rl.k=2",
+                                                        "rl.learning_rate=1e-3", f"rl.micro_batch_size={micro_batch_size}"])
+        prompts = [p.text for p in training.rl_prompts(profile, seed=0)]
+        results.append(train_policy_gradient(load_policy(path, profile), load_policy(path, profile), tokenizer,
+                                             _short_answers, profile, prompts=prompts, method="rloo", progress=False))
+    one, micro = results
+    for key in ("proxy_reward", "kl", "loss", "length"):
+        assert [h[key] for h in one.history] == pytest.approx([h[key] for h in micro.history], rel=1e-4, abs=1e-6), key
+    assert one.history[-1]["kl"] > 0, "the policy moved, so the KL the one-pass step computes is not trivially 0"
+    for a, b in zip(one.model.parameters(), micro.model.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)  # Adam magnifies rounding in near-zero gradients
+
+
 @pytest.mark.parametrize("trainer", [train_grpo, train_trl_rloo])
 def test_trl_trainers_run_with_our_reward_and_log_gold(tiny_policy, tmp_path, trainer):
     path, tokenizer = tiny_policy

@@ -70,7 +70,8 @@ class Rollout:
     Rows are grouped by prompt: rows ``i*k … i*k+k−1`` answer ``prompts[i]``.
     ``batch`` holds the sampled token ids (``pack``); ``ref_logps`` are the
     reference's per-token log-probabilities of them, ``old_logps`` the
-    sampling policy's (both detached).
+    sampling policy's (both detached; ``old_logps`` is ``None`` until the
+    caller sets it when :func:`rollout` was told ``policy_logps=False``).
     """
 
     prompts: list[Any]
@@ -78,7 +79,7 @@ class Rollout:
     responses: list[str]
     finished: torch.Tensor
     batch: dict[str, torch.Tensor]
-    old_logps: torch.Tensor
+    old_logps: torch.Tensor | None
     ref_logps: torch.Tensor
     rewards: torch.Tensor
 
@@ -103,11 +104,16 @@ def rollout(
     profile: Profile,
     k: int,
     temperature: float = 1.0,
+    policy_logps: bool = True,
 ) -> Rollout:
     """Sample ``k`` responses per prompt, score them, and compute policy and reference log-probs.
 
     ``prompts`` are strings or objects with a ``text`` (toy-world ``Prompt``s). With
     ``profile.rl.use_vllm`` the responses are sampled by vLLM when it is installed.
+    With ``policy_logps=False`` the policy's log-probs are left to the caller
+    (``old_logps`` is ``None`` until it sets them): a trainer whose gradient
+    pass covers the whole batch at once gets the same numbers from that pass,
+    one forward pass sooner (see ``policy_gradients.train_policy_gradient``).
     """
     texts = [prompt_text(p) for p in prompts]
     samples = sample_rollouts(policy, tokenizer, texts, profile, n=k, temperature=temperature,
@@ -116,7 +122,8 @@ def rollout(
              pack(samples.prompt_ids, samples.completion_ids, tokenizer.pad_token_id).items()}
     policy.eval()
     size = profile.rl.micro_batch_size
-    old_logps = torch.cat([token_logprobs(policy, part) for _, part in micro_batches(batch, size)])
+    old_logps = torch.cat([token_logprobs(policy, part) for _, part in micro_batches(batch, size)]) \
+        if policy_logps else None
     ref_logps = torch.cat([token_logprobs(reference, part) for _, part in micro_batches(batch, size)])
     rewards = reward_fn([t for t in texts for _ in range(k)], samples.texts).float().to(policy.device)
     return Rollout(prompts, k, samples.texts, torch.tensor(samples.finished), batch, old_logps, ref_logps, rewards)

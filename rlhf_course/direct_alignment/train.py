@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlhf_course.core.models import device, load_policy, quiet_libraries
+from rlhf_course.core.models import load_policy, quiet_libraries
 from rlhf_course.core.training import fit, lora_config, trainer_arguments, trl_config
 from rlhf_course.preference_data.formats import to_reward_dataset, unpaired_dataset
 
@@ -64,16 +64,11 @@ def preference_dataset(rows: list[dict], tokenizer):
 
 
 def direct_arguments(profile, output_dir, seed: int = 0, progress: bool = True, epochs: float | None = None) -> dict:
-    """Trainer arguments of every direct-alignment stage, from ``profile.dpo`` (see ``trainer_arguments``).
-
-    Gradient checkpointing (TRL's default for these trainers) is turned off on
-    a CPU, where memory is not the constraint and it would only cost time.
-    """
+    """Trainer arguments of every direct-alignment stage, from ``profile.dpo`` (see ``trainer_arguments``)."""
 
     args = trainer_arguments(profile, profile.dpo, output_dir, seed, progress)
     if epochs is not None:
         args["num_train_epochs"] = epochs
-    args.update(gradient_checkpointing=device().type == "cuda")
     return args
 
 

@@ -110,20 +110,28 @@ def train_policy_gradient(
         say_resumed(method, resumed, first, settings.steps)
     if on_step is not None:
         on_step(first, policy)
+    # One micro-batch: the forward pass with gradients gives the sampling policy's log-probs for the KL too
+    # (the same numbers, as no dropout is active), so the rollout skips its own pass over the policy.
+    one_pass = not 0 < settings.micro_batch_size < settings.prompts_per_step * settings.k
     for step in tqdm(range(first, settings.steps), desc=method, disable=not progress,
                      initial=first, total=settings.steps):
         batch_prompts = list(prompts[step * settings.prompts_per_step:(step + 1) * settings.prompts_per_step])
-        roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k)
+        roll = rollout(policy, reference, tokenizer, batch_prompts, reward_fn, profile, settings.k,
+                       policy_logps=not one_pass)
+        policy.train()
+        if one_pass:
+            logps = token_logprobs(policy, roll.batch)
+            roll.old_logps = logps.detach()
         shaped = roll.rewards - settings.beta * roll.kl
         if method == "rloo":
             advantages = rloo_advantages(shaped.view(-1, settings.k)).flatten()
         else:
             baseline = shaped.mean() if baseline is None else 0.9 * baseline + 0.1 * shaped.mean()
             advantages = reinforce_advantages(shaped, baseline)
-        policy.train()
         optimizer.zero_grad()
         loss = accumulate_gradients(roll.batch, lambda rows, part: per_token_policy_loss(
-            token_logprobs(policy, part), advantages[rows]), aggregation, settings.micro_batch_size)
+            logps if one_pass else token_logprobs(policy, part), advantages[rows]), aggregation,
+            settings.micro_batch_size)
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         gold = mean_gold(gold_fn, roll.response_prompts, roll.responses)

@@ -7,6 +7,7 @@ them on demand and writes JSON that the README's tables are filled from:
     rlhf-course benchmark policy_gradients --out runs/benchmarks
     rlhf-course benchmark policy_gradients --seed 1 --out runs/benchmarks/seed1
     rlhf-course benchmark labs --out _build/benchmark      # every lab on tiny, one at a time
+    rlhf-course benchmark rm_sizes --out _build/benchmark  # reward model accuracy against pairs and epochs
 """
 
 from __future__ import annotations
@@ -53,17 +54,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="folder for <name>.json (default: print only)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the SFT model, reward model and training")
+    parser.add_argument("--pairs", default=None, help="rm_sizes: training pair counts, comma-separated (5000,10000)")
 
 
 def run_from_args(args: argparse.Namespace) -> int:
     benchmark = BENCHMARKS[args.name]
     takes = inspect.signature(benchmark).parameters
     kwargs = {"seed": args.seed} if "seed" in takes else {}
+    if "pairs" in takes and args.pairs:
+        kwargs["pairs"] = tuple(int(n) for n in args.pairs.split(","))
     if "out" in takes and args.out:
         kwargs["out"] = Path(args.out) / args.name
     result = benchmark(repeats=args.repeats, **kwargs)
     text = json.dumps(result, indent=2)
-    print(labs_markdown(result) if args.name == "labs" else text)
+    print({"labs": labs_markdown, "rm_sizes": rm_sizes_markdown}.get(args.name, lambda _: text)(result))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -222,3 +226,98 @@ def labs_markdown(result: dict) -> str:
 
 
 BENCHMARKS["labs"] = benchmark_labs
+
+
+def benchmark_reward_model_sizes(repeats: int = 1, seed: int = 0, out: str | Path | None = None,
+                                 pairs: tuple[int, ...] = (5000, 10000, 20000), evals_per_epoch: int = 2,
+                                 epochs: float | None = None) -> dict:
+    """The reward model's gold accuracy on held-out pairs as it grows with training pairs and epochs, on ``tiny``.
+
+    One run per pair count, with the profile's epochs (or ``epochs``), learning rate and batch
+    size; the accuracy the pipeline's ``rm`` stage reports (``rm_accuracy_gold``
+    on ``toy_preferences(profile, "test")``) is measured ``evals_per_epoch``
+    times per epoch. Measuring does not change the training (no randomness is
+    drawn) and each run starts from the random state that ``seed`` gives, as
+    :func:`rlhf_course.shared_models.reward_model_checkpoint` does, so the last
+    point of the profile's size is the shared reward model's accuracy. An earlier point
+    is mid-schedule: the cosine learning rate has not decayed yet there, as it
+    would have in a run trained for that many epochs only.
+    ``out`` (a folder) receives the JSON after each pair count, so a stopped run keeps what it measured.
+    """
+    import torch
+    from transformers import AutoTokenizer, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
+
+    from rlhf_course.core import runs
+    from rlhf_course.core.profiles import get_profile
+    from rlhf_course.preference_data.toy import toy_preferences
+    from rlhf_course.reward_modeling.evaluation import evaluate_reward_model
+    from rlhf_course.reward_modeling.train import reward_model_from, reward_trainer
+    from rlhf_course.shared_models import sft_checkpoint
+
+    profile = get_profile("tiny")
+    sft_path = sft_checkpoint(profile, seed, progress=False)
+    profile = profile.replace(rm=dataclasses.replace(profile.rm, epochs=epochs or profile.rm.epochs))
+    tokenizer = AutoTokenizer.from_pretrained(sft_path)
+    test = toy_preferences(profile, "test", seed=seed)
+    result = {"benchmark": "rm_sizes", "profile": "tiny", "seed": seed, "rm_settings": dataclasses.asdict(profile.rm),
+              "n_test_pairs": len(test), "runs": {}, "torch_threads": torch.get_num_threads(),
+              "cpu_count": os.cpu_count(), "machine": platform.processor() or platform.machine()}
+
+    class Measure(TrainerCallback):
+        """Measures the model at planned steps; its CPU seconds are kept out of the training's."""
+
+        def __init__(self, curve: list):
+            self.curve, self.start, self.evaluating, self.at = curve, time.process_time(), 0.0, {}
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            per_epoch = state.max_steps / args.num_train_epochs
+            fractions = [i / evals_per_epoch for i in range(1, int(args.num_train_epochs * evals_per_epoch) + 1)]
+            self.at = {min(state.max_steps, round(per_epoch * f)): f for f in fractions}
+
+        def on_step_end(self, args, state, control, model=None, **kwargs):
+            if state.global_step in self.at:
+                began = time.process_time()
+                accuracy = evaluate_reward_model(model, tokenizer, test, profile.eval_batch_size).accuracy_gold
+                model.train()
+                self.curve.append({"step": state.global_step, "epoch": self.at[state.global_step],
+                                   "rm_accuracy_gold": round(accuracy, 4),
+                                   "train_cpu_seconds": round(began - self.start - self.evaluating, 1)})
+                self.evaluating += time.process_time() - began
+
+    for n_pairs in pairs:
+        curve: list[dict] = []
+        with tempfile.TemporaryDirectory() as folder, runs.seeded(seed):  # as reward_model_checkpoint trains
+            trainer = reward_trainer(reward_model_from(sft_path, profile), tokenizer,
+                                     toy_preferences(profile, "train", n=n_pairs, seed=seed), profile, folder,
+                                     seed, progress=False)
+            trainer.add_callback(Measure(curve))
+            trainer.remove_callback(PrinterCallback)
+            trainer.train()
+        result["runs"][str(n_pairs)] = curve
+        print(f"{n_pairs} pairs: " + ", ".join(f"{p['epoch']:g} ep {p['rm_accuracy_gold']:.3f}" for p in curve),
+              flush=True)
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            (Path(out) / f"rm_sizes-seed{seed}.json").write_text(json.dumps(result, indent=1) + "\n")
+            (Path(out) / f"rm_sizes-seed{seed}.md").write_text(rm_sizes_markdown(result))
+    return result
+
+
+def rm_sizes_markdown(result: dict) -> str:
+    """The curves of :func:`benchmark_reward_model_sizes` as a Markdown table: pairs × epochs → gold accuracy."""
+    epochs = sorted({p["epoch"] for curve in result["runs"].values() for p in curve})
+    planned = result.get("rm_settings", {}).get("epochs")
+    lines = [f"Reward model on `tiny`, seed {result['seed']}" + (f", runs of {planned:g} epochs" if planned else "")
+             + f": gold accuracy on {result['n_test_pairs']} held-out pairs (training CPU seconds, evaluation "
+             "excluded)", "",
+             "| pairs | " + " | ".join(f"epoch {e:g}" for e in epochs) + " |", "|---" * (len(epochs) + 1) + "|"]
+    for n_pairs, curve in result["runs"].items():
+        by_epoch = {p["epoch"]: p for p in curve}
+        cells = [f"{by_epoch[e]['rm_accuracy_gold']:.3f} ({by_epoch[e]['train_cpu_seconds']:.0f} s)"
+                 if e in by_epoch else "–" for e in epochs]
+        lines.append(f"| {int(n_pairs):,} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+BENCHMARKS["rm_sizes"] = benchmark_reward_model_sizes
