@@ -100,7 +100,8 @@ from rlhf_course.core.judges import agreement
 from rlhf_course.core.models import load_model, load_policy
 from rlhf_course.core.sampling import generate
 from rlhf_course.core.profiles import PROFILE_NAMES, Profile, apply_overrides, get_profile
-from rlhf_course.constitutional_ai import CONSTITUTION, ai_feedback, gold_verdicts, prompted_judge, reward_model_judge, seed_labels
+from rlhf_course.constitutional_ai import (CONSTITUTION, ai_feedback, gold_verdicts, prompted_judge, reward_model_judge,
+                                          seed_labels)
 from rlhf_course.direct_alignment.online import online_dpo
 from rlhf_course.direct_alignment.train import train_dpo, train_ipo, train_kto, train_orpo, train_simpo
 from rlhf_course.instruction_tuning.data import load_demonstrations
@@ -495,7 +496,8 @@ def rlvr_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sampl
     rl_profile = rlvr_profile(profile, steps=settings.steps, prompts_per_step=settings.prompts_per_step, k=settings.k)
     reference = load_policy(sft_path, profile)
     model = train_rlvr(load_policy(sft_path, profile), reference, tokenizer, train, verifier_reward(train, "gated"),
-                       rl_profile, gold_fn=gold_rewards, seed=seed, progress=progress).model
+                       rl_profile, gold_fn=gold_rewards, seed=seed, progress=progress,
+                       output_dir=out / "rlvr").model  # checkpoints every rl.checkpoint_steps, resumes from them
     if is_main_process():
         model.save_pretrained(out / "rlvr" / "final", safe_serialization=True)
         tokenizer.save_pretrained(out / "rlvr" / "final")

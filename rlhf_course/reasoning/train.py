@@ -71,7 +71,7 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
                prompts: list[Prompt], reward_fn: RewardFunction, profile: Profile, *, steps: int | None = None,
                beta: float = 0.0, aggregation: str = "constant", gold_fn: GoldFunction | None = None, seed: int = 0,
                evaluate: Callable[[PreTrainedModel], float] | None = None, eval_every: int = 0,
-               progress: bool = True) -> RLVRResult:
+               progress: bool = True, output_dir: str | Path | None = None) -> RLVRResult:
     """RLOO on ``prompts`` with a verifier's ``reward_fn`` and KL penalty ``beta`` (0 by default); ``policy`` trains in place.
 
     ``steps`` (default ``profile.rl.steps``) steps of ``profile.rl.prompts_per_step``
@@ -80,7 +80,9 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
     per-token losses are summed (see :func:`rlhf_course.policy_gradients.loss.aggregate`);
     ``gold_fn`` is logged, never optimised. With ``evaluate`` and
     ``eval_every > 0``, ``evaluate(policy)`` is recorded every ``eval_every``
-    steps and after the last (``curve``).
+    steps and after the last (``curve``). ``output_dir``, when given, is where
+    the run checkpoints every ``profile.rl.checkpoint_steps`` steps and resumes
+    from (see :func:`~rlhf_course.policy_gradients.train.train_policy_gradient`).
     """
     if profile.lora and evaluate is not None:
         raise ValueError("evaluate during training needs the policy trained in place; it is not with LoRA. "
@@ -91,7 +93,7 @@ def train_rlvr(policy: PreTrainedModel, reference: PreTrainedModel, tokenizer: P
         reward_fn = _measured(reward_fn, policy, evaluate, eval_every, curve)
     result = train_policy_gradient(policy, reference, tokenizer, reward_fn, settings, prompts=_cycled(prompts, settings),
                                    gold_fn=gold_fn, method="rloo", seed=seed, progress=progress,
-                                   aggregation=aggregation)
+                                   aggregation=aggregation, output_dir=output_dir)
     if curve:
         curve.append((settings.rl.steps, evaluate(result.model)))
     return RLVRResult(result.model, result.history, result.seconds, result.resumed_from, curve=curve)
