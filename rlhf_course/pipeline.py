@@ -382,7 +382,7 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
     """
     start = time.perf_counter()
     sft_path, rm_path = out / "sft" / "final", out / "rm" / "final"
-    reward_fn = load_reward_function(rm_path, tokenizer, profile) if (rm_path / "config.json").exists() else None
+    reward_fn = optional_reward(out, tokenizer, profile)
     real = real_pairs(profile, seed) if stage != "online_dpo" else None  # online DPO makes its own pairs
     data = TOY_WORLD if real is None else real.as_dict()
     if stage == "online_dpo":

@@ -17,8 +17,18 @@ command does can also be done from Python:
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
+
+
+# The commands that live in a module of their own: (module in rlhf_course.tools, one line for --help).
+TOOL_COMMANDS = (
+    ("benchmark", "measure wall times the README reports (e.g. pretrain)"),
+    ("footprint", "wall time and peak GPU memory of each stage, under a memory cap"),
+    ("plan", "estimate a stage's peak memory per GPU and recommend settings that fit"),
+    ("drift", "test a checkout against the newest releases of its dependencies"),
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,28 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--executed", metavar="DIR", help="keep the executed notebooks in this folder")
     grade.set_defaults(run=_grade)
 
-    bench = commands.add_parser("benchmark", help="measure wall times the README reports (e.g. pretrain)")
-    from rlhf_course.tools import benchmark
-
-    benchmark.add_arguments(bench)
-    bench.set_defaults(run=benchmark.run_from_args)
-
-    footprint = commands.add_parser("footprint", help="wall time and peak GPU memory of each stage, under a memory cap")
-    from rlhf_course.tools import footprint as footprint_module
-
-    footprint_module.add_arguments(footprint)
-    footprint.set_defaults(run=footprint_module.run_from_args)
-
-    plan = commands.add_parser("plan", help="estimate a stage's peak memory per GPU and recommend settings that fit")
-    from rlhf_course.tools import plan as plan_module
-
-    plan_module.add_arguments(plan)
-    plan.set_defaults(run=plan_module.run_from_args)
-    drift = commands.add_parser("drift", help="test a checkout against the newest releases of its dependencies")
-    from rlhf_course.tools import drift as drift_module
-
-    drift_module.add_arguments(drift)
-    drift.set_defaults(run=drift_module.run_from_args)
+    for name, help_text in TOOL_COMMANDS:  # each a module of rlhf_course.tools with add_arguments and run_from_args
+        module = importlib.import_module(f"rlhf_course.tools.{name}")
+        command = commands.add_parser(name, help=help_text)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run_from_args)
 
     # Listed for --help only: main() hands "pipeline ..." to run_pipeline before parsing.
     commands.add_parser("pipeline", help="run the RLHF pipeline end to end (see `rlhf-course pipeline --help`)")
