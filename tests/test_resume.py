@@ -95,10 +95,24 @@ def _finish(process: subprocess.Popen, out: Path, timeout: float = 120) -> dict:
     return json.loads((out / "result.json").read_text())
 
 
+def _complete_json(path: Path) -> bool:
+    """Whether ``path`` exists and holds a whole JSON document."""
+    try:
+        json.loads(path.read_text())
+        return True
+    except (OSError, ValueError):
+        return False
+
+
 def _kill_after_first_checkpoint(process: subprocess.Popen, out: Path, marker: str, timeout: float = 120) -> None:
-    """SIGKILL ``process`` as soon as ``out/checkpoint-2/<marker>`` exists; fail if the run ends first."""
+    """SIGKILL ``process`` as soon as ``out/checkpoint-2/<marker>`` is written whole; fail if the run ends first.
+
+    The marker is JSON and written last; a file that exists but does not parse
+    yet is still being written, and a kill then would leave no complete
+    checkpoint (the resumed run would rightly start afresh).
+    """
     deadline = time.monotonic() + timeout
-    while not (out / "checkpoint-2" / marker).exists():
+    while not _complete_json(out / "checkpoint-2" / marker):
         assert process.poll() is None, "the run ended before its first checkpoint:\n" + \
             (out / "log.txt").read_text()[-3000:]
         assert time.monotonic() < deadline, "no checkpoint within the time limit"
