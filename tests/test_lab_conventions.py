@@ -46,3 +46,30 @@ def test_student_version_has_stubs_and_keeps_checks(lab):
     text = "\n".join(_code(student))
     assert "BEGIN SOLUTION" not in text and "NotImplementedError" in text
     assert text.count("checks.check_") == "\n".join(_code(nb)).count("checks.check_")
+
+
+# every training entry point a lab may call; each checkpoints into its output_dir at the profile's interval
+TRAINING_CALLS = {"train", "train_sft", "train_reward_model", "train_outcome_reward_model", "train_dpo", "train_ipo",
+                  "train_kto", "train_orpo", "train_simpo", "online_dpo", "train_policy_gradient", "train_trl_rloo",
+                  "train_grpo", "train_ppo", "train_rlvr", "rejection_sampling_finetune", "self_training"}
+
+
+def test_every_training_a_lab_runs_has_a_folder_named_by_its_settings(lab):
+    """A lab re-run after a lost runtime resumes each of its own runs: each gets ``output_dir=lab_run_dir(...)``."""
+    import ast
+
+    name, nb = lab
+    for index, source in enumerate(_code(nb)):
+        lines = [line[:len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("!", "%")) else line
+                 for line in source.splitlines()]  # shell and magic lines
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if called not in TRAINING_CALLS:
+                continue
+            folder = next((k.value for k in node.keywords if k.arg == "output_dir"), None)
+            assert folder is not None, f"{name}, code cell {index}, line {node.lineno}: {called}(…) has no output_dir"
+            text = ast.unparse(folder)
+            assert "lab_run_dir(" in text or text in {"OUT", "top_dir"} or text.startswith("OUT /"), \
+                f"{name}, code cell {index}, line {node.lineno}: {called}(output_dir={text}) is not a lab_run_dir"

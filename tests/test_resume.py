@@ -207,3 +207,33 @@ def test_rejection_sampling_reuses_a_finished_round_only_for_the_same_rows(tiny_
         assert torch.equal(a, b)
     run(lambda prompts, responses: torch.tensor([float(len(r)) for r in responses]))  # another reward: other rows
     assert trained[2:] == [("round1", 3), ("round2", 2)]
+
+
+def test_a_finished_run_started_again_is_reused_and_says_how_to_train_it_again(tiny_policy, tmp_path, capsys):
+    """A lab cell run again after its run finished (a re-run after a lost runtime) gets the same result at once."""
+    from transformers import AutoTokenizer
+
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import apply_overrides, get_profile
+    from rlhf_course.policy_gradients.train import train_policy_gradient
+    from rlhf_course.toyworld import training
+
+    path, _ = tiny_policy
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    profile = apply_overrides(get_profile("tiny"), ["rl.prompts_per_step=2", "rl.k=2", "max_new_tokens=4",
+                                                    "rl.steps=2", "rl.checkpoint_steps=2"])
+
+    def run():
+        result = train_policy_gradient(load_policy(path, profile), load_policy(path, profile), tokenizer,
+                                       lambda p, r: torch.tensor([-float(len(x)) for x in r]), profile,
+                                       prompts=training.rl_prompts(profile, 0), method="rloo", progress=False,
+                                       output_dir=tmp_path / "run")
+        return result, {k: v.clone() for k, v in result.model.state_dict().items()}
+
+    (first, weights), start = run(), time.perf_counter()
+    assert "resuming" not in capsys.readouterr().out
+    again, weights_again = run()
+    said = capsys.readouterr().out
+    assert "step 2 of 2" in said and "finished earlier and is reused" in said and "Delete" in said
+    assert json.dumps(_without_time(again.history)) == json.dumps(_without_time(first.history))
+    assert all(torch.equal(weights[k], weights_again[k]) for k in weights)

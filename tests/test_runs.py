@@ -181,3 +181,40 @@ def test_display_path_names_no_folder_of_the_machine(tmp_path, monkeypatch):
     assert runs.display_path(folder) == f"runs/shared/{folder.parent.name}/final"
     assert str(tmp_path) not in runs.display_path(folder)
     assert runs.display_path(tmp_path / "elsewhere" / "model") == "model"
+
+
+def test_a_lab_run_folder_changes_with_what_changes_the_run_and_only_with_that(tmp_path, monkeypatch):
+    import dataclasses
+
+    from rlhf_course.core.profiles import get_profile
+
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+    profile = get_profile("tiny")
+    folder = runs.lab_run_dir("ppo", "ppo", 0, profile, tmp_path / "sft")
+    assert folder.parent == tmp_path / "labs" / "ppo" and folder.name.startswith("ppo-seed0-")
+    assert runs.lab_run_dir("ppo", "ppo", 0, get_profile("tiny"), tmp_path / "sft") == folder
+    saves_more = profile.replace(rl=dataclasses.replace(profile.rl, checkpoint_steps=7))
+    assert runs.lab_run_dir("ppo", "ppo", 0, saves_more, tmp_path / "sft") == folder, "how often it saves is not a setting"
+    other_beta = profile.replace(rl=dataclasses.replace(profile.rl, beta=profile.rl.beta + 0.1))
+    changed = [runs.lab_run_dir("ppo", "ppo", 1, profile, tmp_path / "sft"),
+               runs.lab_run_dir("ppo", "ppo", 0, other_beta, tmp_path / "sft"),
+               runs.lab_run_dir("ppo", "ppo", 0, profile, tmp_path / "other-sft"),
+               runs.lab_run_dir("ppo", "ppo", 0, profile, tmp_path / "sft", [{"prompt": "a"}])]
+    assert folder not in changed and len(set(changed)) == len(changed)
+
+
+def test_a_lab_run_folder_changes_when_the_learners_function_does(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_ENV, str(tmp_path))
+
+    def reward(verdict):
+        return verdict.correct * verdict.well_formed
+
+    first = runs.lab_run_dir("reasoning", "gated", 0, reward)
+
+    def reward(verdict):  # noqa: F811  (the learner's second attempt, under the same name)
+        return verdict.correct + 0.5 * verdict.well_formed
+
+    assert runs.lab_run_dir("reasoning", "gated", 0, reward) != first
+    same = eval("lambda verdict: verdict.correct")
+    assert runs.lab_run_dir("reasoning", "x", 0, same) == runs.lab_run_dir("reasoning", "x", 0,
+                                                                             eval("lambda verdict: verdict.correct"))

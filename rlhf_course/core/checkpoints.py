@@ -170,9 +170,14 @@ def load_checkpoint(path: str | Path, models: dict[str, torch.nn.Module], optimi
 
 def say_resumed(what: str, checkpoint: Path, step: int, steps: int) -> None:
     """The one line a resumed loop prints (rank 0 only), so that the learner knows the run continued."""
+    from rlhf_course.core.runs import display_path
+
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
-    if rank == 0:
-        print(f"{what}: resuming from {checkpoint} (step {step} of {steps}).", flush=True)
+    if rank == 0 and step >= steps:
+        print(f"{what}: resuming from {display_path(checkpoint)} (step {step} of {steps}): this run finished "
+              f"earlier and is reused. Delete {display_path(Path(checkpoint).parent)} to train it again.", flush=True)
+    elif rank == 0:
+        print(f"{what}: resuming from {display_path(checkpoint)} (step {step} of {steps}).", flush=True)
 
 
 # ----------------------------------------------------------------------------- stages made of rounds

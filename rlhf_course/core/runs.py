@@ -10,6 +10,12 @@ Every folder the course trains into is named here, so that a lab, the
     an installed package (Colab), ``~/.cache/rlhf_course/runs``.
 ``lab_dir(lab)``
     what one lab trains for itself: ``<root>/labs/<lab>``.
+``lab_run_dir(lab, name, seed, *settings)``
+    one of those runs: ``<root>/labs/<lab>/<name>-seed<seed>-<digest>``, where
+    the digest is a hash of the settings that change it. A lab re-run after a
+    disconnect passes the same folder to the same training, which resumes from
+    its last checkpoint (the profile's ``checkpoint_steps``); other settings
+    get another folder, so a checkpoint is only ever continued by its own run.
 ``shared_dir(kind, settings)``
     a model that several labs (or a lab and the pipeline) use:
     ``<root>/shared/<kind>-<digest>``, where the digest is a hash of every
@@ -63,6 +69,44 @@ def display_path(path: str | Path) -> str:
 def lab_dir(lab: str) -> Path:
     """The folder of what lab ``lab`` trains for itself (its sweeps, its own variants)."""
     return runs_root() / "labs" / lab
+
+
+def lab_run_dir(lab: str, name: str, seed: int, *settings: Any) -> Path:
+    """The folder of lab ``lab``'s own run ``name``, named by its seed and a digest of ``settings``.
+
+    ``settings`` are whatever changes the run: the profile (or one stage's
+    settings), the folder of the model it starts from, a method's name. Pass
+    the result as the training's ``output_dir``: the run checkpoints there at
+    the profile's interval, and the same call after a lost runtime resumes
+    from the last checkpoint (and says so) instead of starting again.
+    """
+    digest = settings_digest({"seed": seed, "settings": [_changes_the_model(value) for value in settings]})
+    return lab_dir(lab) / f"{name}-seed{seed}-{digest}"
+
+
+def _changes_the_model(value: Any) -> Any:
+    """``value`` as JSON-able data, less the settings (at any depth) that do not change a trained model."""
+    from dataclasses import fields, is_dataclass
+
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _changes_the_model(getattr(value, f.name)) for f in fields(value) if f.name not in NOT_IN_KEY}
+    if isinstance(value, dict):
+        return {str(k): _changes_the_model(v) for k, v in value.items() if k not in NOT_IN_KEY}
+    if isinstance(value, (list, tuple)):
+        return [_changes_the_model(v) for v in value]
+    if isinstance(value, Path):
+        return str(value.resolve())
+    if callable(value):  # a reward function, say, perhaps the learner's own: its name and its compiled code
+        code = getattr(value, "__code__", None)
+        return {"function": getattr(value, "__qualname__", type(value).__qualname__),
+                "code": None if code is None else _code_digest(code)}
+    return value
+
+
+def _code_digest(code: Any) -> str:
+    """A hash of a function's bytecode and constants (nested functions included): it changes when the code does."""
+    consts = [_code_digest(c) if hasattr(c, "co_code") else repr(c) for c in code.co_consts]
+    return settings_digest({"code": code.co_code.hex(), "consts": consts, "names": list(code.co_names)})
 
 
 # how often a run saves, how much is measured: same model; which engine generates (vLLM or generate) and the splits

@@ -180,7 +180,10 @@ def fit(trainer, tokenizer: PreTrainedTokenizerBase, output_dir: str | Path, lor
                          "LoRA profile with configs/accelerate/ddp.yaml, or train every weight (--set lora=false).")
     resume = last_checkpoint(output_dir)
     if resume is not None and trainer.is_world_process_zero():  # one line, so the learner knows the run continued
-        print(f"{type(trainer).__name__}: resuming from {resume}.", flush=True)
+        from rlhf_course.core.runs import display_path
+
+        print(f"{type(trainer).__name__}: resuming from {display_path(resume)}; delete "
+              f"{display_path(output_dir)} to train it again from the start.", flush=True)
     trainer.train(resume_from_checkpoint=resume)
     if is_sharded(trainer):
         return save_sharded(trainer, tokenizer, output_dir), resume
