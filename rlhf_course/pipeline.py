@@ -313,7 +313,7 @@ def bon_stage(tokenizer, prompts, profile: Profile, seed: int, out: Path, sample
     reward_fn = load_reward_function(out / "rm" / "final", tokenizer, profile)
     with torch.random.fork_rng():  # measuring must not move the random state later stages train from
         pool = best_of_n(load_policy(out / "sft" / "final", profile), tokenizer, reward_fn, distinct, 4 * n,
-                         profile, gold_fn=gold_rewards, seed=seed)
+                         profile, gold_fn=gold_rewards, seed=seed, output_dir=out / "bon")
     rows = torch.arange(len(distinct)).repeat_interleave(repeats)  # entry k of ``prompts`` answers distinct[rows[k]]
     slices = pool.proxy[:, :repeats * n].view(len(distinct), repeats, n)  # slice j: an independent best-of-n draw
     cols = (slices.argmax(dim=2) + n * torch.arange(repeats)).flatten()

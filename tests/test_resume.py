@@ -237,3 +237,52 @@ def test_a_finished_run_started_again_is_reused_and_says_how_to_train_it_again(t
     assert "step 2 of 2" in said and "finished earlier and is reused" in said and "Delete" in said
     assert json.dumps(_without_time(again.history)) == json.dumps(_without_time(first.history))
     assert all(torch.equal(weights[k], weights_again[k]) for k in weights)
+
+
+def test_sampling_saved_in_chunks_resumes_after_a_crash_and_draws_what_one_call_draws(tiny_policy, tmp_path, capsys,
+                                                                                      monkeypatch):
+    """Best-of-n's samples are saved chunk by chunk; a run that dies half-way resumes and ends identical."""
+    from transformers import AutoTokenizer
+
+    from rlhf_course.core import rollout
+    from rlhf_course.core.models import load_policy
+    from rlhf_course.core.profiles import apply_overrides, get_profile
+    from rlhf_course.toyworld import make_prompts
+    from rlhf_course.toyworld.gold import gold_rewards
+
+    path, _ = tiny_policy
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    profile = apply_overrides(get_profile("tiny"), ["eval_batch_size=4", "max_new_tokens=6"])
+    policy = load_policy(path, profile)
+    prompts = make_prompts("test", 10, seed=3)  # chunks of 4, 4 and 2 prompts
+    reward = lambda texts, responses: torch.tensor([float(len(r)) for r in responses])  # noqa: E731
+    calls, generate = [], rollout.generate
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(len(args[2]))
+        if len(calls) == 2:
+            raise RuntimeError("the runtime went away")
+        return generate(*args, **kwargs)
+
+    whole = rollout.scored_samples(policy, tokenizer, prompts, 2, reward, profile, gold_fn=gold_rewards, seed=5)
+    after_whole = torch.rand(3)
+    monkeypatch.setattr(rollout, "generate", dies_on_the_second_chunk)
+    with pytest.raises(RuntimeError):
+        rollout.scored_samples(policy, tokenizer, prompts, 2, reward, profile, gold_fn=gold_rewards, seed=5,
+                               output_dir=tmp_path / "bon")
+    monkeypatch.setattr(rollout, "generate", lambda *a, **k: (calls.append(len(a[2])), generate(*a, **k))[1])
+    calls.clear()
+    torch.manual_seed(1234)  # whatever state the restarted process is in
+    resumed = rollout.scored_samples(policy, tokenizer, prompts, 2, reward, profile, gold_fn=gold_rewards, seed=5,
+                                     output_dir=tmp_path / "bon")
+    assert "resuming after prompt 4 of 10" in capsys.readouterr().out
+    assert calls == [4, 2], "only the chunks after the saved one are sampled again"
+    assert resumed[0] == whole[0]
+    assert torch.equal(resumed[1], whole[1]) and torch.equal(resumed[2], whole[2])
+    assert torch.equal(torch.rand(3), after_whole), "the random state goes on as after one uninterrupted call"
+
+    with torch.no_grad():
+        policy.get_input_embeddings().weight.add_(0.01)  # another policy: its samples are drawn afresh
+    calls.clear()
+    rollout.scored_samples(policy, tokenizer, prompts, 2, reward, profile, seed=5, output_dir=tmp_path / "bon")
+    assert calls == [4, 4, 2] and "resuming" not in capsys.readouterr().out

@@ -28,6 +28,7 @@ bit-identical to one that was never interrupted.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -220,3 +221,49 @@ def finished_round(folder: str | Path, key: str) -> dict | None:
         return None  # no saved model (a large one is sharded, with an index)
     saved = json.loads(path.read_text())
     return saved["record"] if saved.get("key") == key else None
+
+
+# ----------------------------------------------------------------------------- sampling that resumes
+
+SAMPLES = "samples.pt"
+
+
+def model_fingerprint(model: torch.nn.Module) -> list[float]:
+    """Two numbers per weight tensor (its sum and its sum of squares) that change whenever the weights do.
+
+    Cheap enough to compute at every call (one pass over the weights), and
+    enough to tell the policy that drew some saved samples from another one.
+    """
+    with torch.no_grad():
+        return [round(float(v), 6) for p in model.parameters()
+                for v in (p.double().sum(), p.double().square().sum())]
+
+
+def save_samples(output_dir: str | Path, key: str, done: int, saved: dict[str, Any]) -> None:
+    """Write ``output_dir/samples.pt`` atomically: what the first ``done`` prompts gave, and the random state.
+
+    ``saved`` holds the samples so far (lists and tensors); ``key`` says which
+    prompts, settings and policy they belong to (see :func:`load_samples`).
+    """
+    path = Path(output_dir) / SAMPLES
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".pt.{os.getpid()}.tmp")  # ranks that sample the same prompts each write whole files
+    torch.save({"key": key, "done": done, "rng": _rng_state(), **saved}, tmp)
+    tmp.replace(path)
+
+
+def load_samples(output_dir: str | Path, key: str) -> dict[str, Any] | None:
+    """The samples an interrupted run saved under ``output_dir`` for the same ``key``, with its random state set.
+
+    ``None`` when there are none, or when they were drawn for other prompts,
+    settings or policy (then sampling starts again from the first prompt).
+    """
+    path = Path(output_dir) / SAMPLES
+    if not path.is_file():
+        return None
+    saved = torch.load(path, weights_only=True)
+    if saved.get("key") != key:
+        return None
+    _set_rng_state(saved.pop("rng"))
+    return saved
+

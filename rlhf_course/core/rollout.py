@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,18 +161,60 @@ class PolicyGradientResult:
 
 def scored_samples(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, prompts: Sequence[Any], n: int,
                    reward_fn: RewardFunction, profile: Profile, *, gold_fn: GoldFunction | None = None,
-                   temperature: float = 1.0, seed: int = 0) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
+                   temperature: float = 1.0, seed: int = 0,
+                   output_dir: str | Path | None = None) -> tuple[list[str], torch.Tensor, torch.Tensor | None]:
     """Sample ``n`` responses per prompt and score each with ``reward_fn`` (and ``gold_fn``, when given).
 
     The first half of best-of-n and of filtered distillation: returns the
     candidates (prompt i's at ``i*n … i*n+n−1``), their ``(prompts, n)``
     rewards, and their ``(prompts, n)`` gold rewards or None. ``prompts`` are
     strings or toy-world ``Prompt``s; gold is measured, never used to select.
+
+    With ``output_dir``, the samples so far are saved there after every chunk
+    of prompts, and a run started again with the same folder resumes after the
+    last saved chunk (:func:`_sampled_in_chunks`); the result is the same either
+    way.
     """
-    texts = [prompt_text(p) for p in prompts]
-    candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
-                          temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
+    prompts, texts = list(prompts), [prompt_text(p) for p in prompts]
+    if output_dir is None:
+        candidates = generate(policy, tokenizer, texts, n=n, max_new_tokens=profile.max_new_tokens,
+                              temperature=temperature, batch_size=max(profile.eval_batch_size, n), seed=seed)
+    else:
+        candidates = _sampled_in_chunks(policy, tokenizer, texts, n, profile, temperature, seed, Path(output_dir))
     scores = reward_fn([t for t in texts for _ in range(n)], candidates).float().view(len(texts), n)
     gold = None if gold_fn is None else torch.tensor(
         gold_fn([p for p in prompts for _ in range(n)], candidates), dtype=torch.float).view(len(texts), n)
     return candidates, scores, gold
+
+
+def _sampled_in_chunks(policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: list[str], n: int,
+                       profile: Profile, temperature: float, seed: int, output_dir: Path) -> list[str]:
+    """:func:`scored_samples`' sampling, saved after every chunk of ``max(eval_batch_size, n)`` prompts, and resumed.
+
+    A chunk of that many prompts is a whole number of the sampler's batches,
+    and the random state runs on from one chunk to the next (and is saved with
+    the samples), so the chunks draw exactly what one call draws. Only the
+    responses are saved, under a key of the prompts, the settings and the
+    policy's weights (another policy samples afresh); they are scored after
+    sampling, by whatever reward function this run has.
+    """
+    from rlhf_course.core.checkpoints import load_samples, model_fingerprint, save_samples
+    from rlhf_course.core.runs import display_path, settings_digest
+
+    chunk = max(profile.eval_batch_size, n)
+    key = settings_digest({"prompts": texts, "n": n, "temperature": temperature, "seed": seed,
+                           "max_new_tokens": profile.max_new_tokens, "policy": model_fingerprint(policy)})
+    saved = load_samples(output_dir, key)
+    if saved is None:
+        torch.manual_seed(seed)
+        saved = {"done": 0, "candidates": []}
+    else:
+        print(f"sampling: resuming after prompt {saved['done']} of {len(texts)} ({display_path(output_dir)}).",
+              flush=True)
+    for start in range(saved["done"], len(texts), chunk):
+        saved["candidates"] += generate(policy, tokenizer, texts[start:start + chunk], n=n,
+                                        max_new_tokens=profile.max_new_tokens, temperature=temperature,
+                                        batch_size=chunk, seed=None)
+        saved["done"] = min(start + chunk, len(texts))
+        save_samples(output_dir, key, saved["done"], {"candidates": saved["candidates"]})
+    return saved["candidates"]

@@ -92,6 +92,7 @@ def best_of_n(
     seed: int = 0,
     temperature: float = 1.0,
     select=select_best,
+    output_dir: str | Path | None = None,
 ) -> BestOfN:
     """Sample ``n`` responses per prompt, score them with ``reward_fn``, keep the best.
 
@@ -99,10 +100,12 @@ def best_of_n(
     ``(prompts, n)`` scores to the kept index per prompt; the lab passes the
     learner's own selection function here. ``gold_fn``, when given, scores
     every candidate for the pool's ``gold`` (measured, never used to select).
+    With ``output_dir``, the samples are saved as they are drawn and an interrupted run resumes where it stopped
+    (``core.rollout.scored_samples``).
     """
     prompts = list(prompts)
     candidates, proxy, gold = scored_samples(policy, tokenizer, prompts, n, reward_fn, profile, gold_fn=gold_fn,
-                                             temperature=temperature, seed=seed)
+                                             temperature=temperature, seed=seed, output_dir=output_dir)
     return BestOfN(prompts, n, candidates, proxy, gold, select(proxy))
 
 
@@ -165,7 +168,7 @@ def rejection_sampling_finetune(
     for r, batch in enumerate(prompts):
         folder = Path(output_dir) / f"round{r + 1}"
         pool = best_of_n(policy, tokenizer, reward_fn, batch, settings.n, profile, gold_fn=gold_fn,
-                         seed=seed * 1000 + r)
+                         seed=seed * 1000 + r, output_dir=folder / "samples")
         picked = select_top_k(pool.proxy, settings.keep_k) if keep == "top" \
             else select_random_k(pool.proxy, settings.keep_k, seed=seed * 1000 + r)
         rows = [{"prompt": prompt_text(p), "completion": pool.candidates_of(i)[j]}
