@@ -10,6 +10,7 @@ answer is dropped altogether. What survives is the distillation data.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -87,6 +88,7 @@ def filtered_answers(
     gold_fn: GoldFunction | None = None,
     select: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = best_verified,
     seed: int = 0,
+    output_dir: str | Path | None = None,
 ) -> FilteredAnswers:
     """Sample ``k`` answers per prompt from ``teacher``, score them and keep one per prompt with ``select``.
 
@@ -94,9 +96,11 @@ def filtered_answers(
     model); ``verifier(prompt, response)`` checks those with an exact answer;
     ``select(scores, passed)`` picks (the lab passes the learner's filter).
     ``gold_fn``, when given, scores every answer for ``gold``: measured, never
-    used to filter.
+    used to filter. With ``output_dir`` the teacher's answers are saved as they
+    are drawn, and an interrupted run resumes its sampling
+    (``core.rollout.scored_samples``).
     """
     candidates, scores, gold = scored_samples(teacher, tokenizer, prompts, k, reward_fn, profile, gold_fn=gold_fn,
-                                              seed=seed)
+                                              seed=seed, output_dir=output_dir)
     passed = verifier_mask(prompts, candidates, k, verifier)
     return FilteredAnswers(prompts, k, candidates, scores, passed, gold, select(scores, passed))

@@ -68,10 +68,12 @@ def distill(teacher: PreTrainedModel, student: PreTrainedModel, tokenizer: PreTr
     (:func:`~rlhf_course.synthetic_data.filtering.filtered_answers`). Draw more
     prompts than ``n_rows``: prompts whose answers all fail are dropped.
     Returns ``finetune``'s result and the answers (with ``gold_fn``'s scores
-    when given, to measure the filter).
+    when given, to measure the filter). The teacher's answers are saved under
+    ``output_dir/teacher_samples`` as they are drawn, and the fine-tuning
+    checkpoints in ``output_dir``, so an interrupted run resumes both.
     """
     answers = filtered_answers(teacher, tokenizer, prompts, k, reward_fn, profile, verifier=verifier, gold_fn=gold_fn,
-                               seed=seed)
+                               seed=seed, output_dir=Path(output_dir) / "teacher_samples")
     rows = answers.rows[:n_rows]
     if not rows:
         raise ValueError(f"The filter kept none of the teacher's {k} answers to any of {len(prompts)} prompts; "
