@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "rlhf_course"
-CHAPTERS = ("what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
+CHAPTERS = ("definitions", "what_are_preferences", "optimization_rl", "preference_data", "reward_modeling", "regularization",
             "instruction_tuning", "rejection_sampling", "policy_gradients", "ppo", "direct_alignment", "evaluation",
             "style", "reasoning", "synthetic_data", "over_optimization", "constitutional_ai")
 # (chapter, other chapter's trainer) allowed to be imported. RLVR is, by definition, the Policy Gradients chapter's

@@ -55,6 +55,11 @@ EXPECTATIONS: dict[str, dict[str, tuple[str, float]]] = {
     # Bradley–Terry recovers gold from one careful annotator and the pool's Borda count from the pool; Elo depends
     # on the order of the comparisons, the Bradley–Terry fit does not; noise blurs the ranking; a Condorcet cycle
     # defeats every ranking.
+    # The chain rule on real samples: the learner's sum equals the trainers' token_logprobs (1.9e-6); fresh samples
+    # come up as often as exp(log pi) says (mean |z| over 28 / 25 answers 1.08 / 0.88 at seeds 0 / 1; 0.8 expected,
+    # about 0.12 from seed to seed); longer answers are less probable (correlation -0.44 / -0.55).
+    "definitions": {"logprob_max_abs_error": ("<=", 1e-4), "fresh_mean_abs_z": ("<=", 1.5),
+                    "testable_answers": (">=", 8), "length_logprob_corr": ("<=", -0.2)},
     "what_are_preferences": {"bt_rank_corr_with_gold": (">=", 0.8), "pool_rank_corr_with_borda": (">=", 0.75),
                              "elo_order_spread": (">=", 30.0), "bt_order_spread": ("<=", 1e-6),
                              "noise_rank_corr_drop": (">=", 0.15), "cycle_best_ordering_accuracy": ("<=", 0.7),
