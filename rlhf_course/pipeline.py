@@ -85,6 +85,8 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import functools
+import itertools
 import json
 import time
 from pathlib import Path
@@ -110,7 +112,8 @@ from rlhf_course.policy_gradients.train import train_grpo, train_policy_gradient
 from rlhf_course.ppo.train import train_ppo
 from rlhf_course.reasoning import measure as measure_reasoning, rlvr_profile, train_rlvr, verifier_reward
 from rlhf_course.evaluation.real_data import judge_policy, pair_accuracy
-from rlhf_course.preference_data.sources import LoadedPreferences, held_out_split, preference_dataset
+from rlhf_course.preference_data.sources import (LoadedPreferences, dataset_prompts, held_out_split,
+                                                 preference_dataset)
 from rlhf_course.preference_data.toy import toy_pairs, toy_preferences
 from rlhf_course.rejection_sampling.selection import best_of_n_kl_bound, estimate_best_of_n_kl
 from rlhf_course.rejection_sampling.train import best_of_n, rejection_sampling_finetune
@@ -253,6 +256,37 @@ def real_pairs(profile: Profile, seed: int, held_out: bool = False) -> LoadedPre
     return preference_dataset(rm.dataset, split, n=rm.n_eval_pairs, seed=seed)
 
 
+def training_prompts(stage: str, profile: Profile, seed: int) -> tuple[list, Callable | None, str]:
+    """The prompts ``stage`` (an RL stage or online DPO) trains on, its gold hook, and what the data was.
+
+    On the toy world: the stage's toy-world prompts (``toyworld.training``)
+    and ``gold_rewards``. With a preference dataset in the profile
+    (``rm.dataset``) the policy is optimised on that dataset's own prompts,
+    those the reward model was trained to judge: the distinct prompts of its
+    training rows, shuffled with ``seed`` and repeated if the stage needs
+    more, in the toy-world prompts' shape (one list, or one per round); a hub
+    dataset has no gold, so there is no hook.
+    """
+    makers = {"ppo": training.ppo_prompts, "rs_ft": training.rejection_sampling_prompts,
+              "online_dpo": training.online_dpo_prompts}
+    toy = makers.get(stage, training.rl_prompts)(profile, seed)
+    if profile.rm.dataset is None:
+        return toy, gold_rewards, TOY_WORLD
+    split, pool = _dataset_prompt_pool(profile.rm.dataset, profile.rm.split, profile.rm.n_pairs, seed)
+    data = f"the prompts of {profile.rm.dataset} [{split}], scored by the reward model trained on it"
+    cycle = itertools.cycle(pool)
+    if toy and isinstance(toy[0], list):  # one list of prompts per round
+        return [[next(cycle) for _ in round_] for round_ in toy], None, data
+    return [next(cycle) for _ in toy], None, data
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset_prompt_pool(dataset: str, split: str | None, n_pairs: int, seed: int) -> tuple[str, list]:
+    """The split read and the distinct prompts of its rows (read once per pipeline run, not once per stage)."""
+    loaded = preference_dataset(dataset, split, n=n_pairs, seed=seed)
+    return loaded.split, dataset_prompts(loaded.rows, seed)
+
+
 def real_rm_stage(tokenizer, profile: Profile, seed: int, out: Path, progress: bool) -> dict:
     """The reward model of the SFT model trained on the profile's dataset, measured on its held-out pairs."""
     start = time.perf_counter()
@@ -337,13 +371,14 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
     start = time.perf_counter()
     sft_path, reward_fn = out / "sft" / "final", load_reward_function(out / "rm" / "final", tokenizer, profile)
     reference, extra = load_policy(sft_path, profile), {}
+    train_prompts, gold_fn, data = training_prompts(stage, profile, seed)
     if stage == "grpo":  # TRL saves it under grpo/final
-        model = train_grpo(sft_path, tokenizer, reward_fn, profile, prompts=training.rl_prompts(profile, seed),
-                           gold_fn=gold_rewards, output_dir=out / stage, seed=seed, progress=progress).model
+        model = train_grpo(sft_path, tokenizer, reward_fn, profile, prompts=train_prompts, gold_fn=gold_fn,
+                           output_dir=out / stage, seed=seed, progress=progress).model
     elif stage == "ppo":  # the critic starts from the reward model
         result = train_ppo(load_policy(sft_path, profile), reference, out / "rm" / "final", tokenizer, reward_fn,
-                           profile, prompts=training.ppo_prompts(profile, seed), gold_fn=gold_rewards, seed=seed,
-                           progress=progress, output_dir=out / stage)
+                           profile, prompts=train_prompts, gold_fn=gold_fn, seed=seed, progress=progress,
+                           output_dir=out / stage)
         model, last = result.model, result.history[-10:]
         extra = {key: sum(h[key] for h in last) / len(last) for key in ("clip_fraction", "approx_kl")}
         if is_main_process():
@@ -351,19 +386,18 @@ def rl_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: P
             tokenizer.save_pretrained(out / stage / "final")
     else:
         if stage == "rs_ft":  # each round is saved under rs_ft/round<r>/final; the last one also as rs_ft/final
-            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn,
-                                                training.rejection_sampling_prompts(profile, seed), profile, train_sft,
-                                                gold_fn=gold_rewards, output_dir=out / stage, seed=seed,
-                                                progress=progress).model
+            model = rejection_sampling_finetune(load_policy(sft_path, profile), tokenizer, reward_fn, train_prompts,
+                                                profile, train_sft, gold_fn=gold_fn, output_dir=out / stage,
+                                                seed=seed, progress=progress).model
         else:
             model = train_policy_gradient(load_policy(sft_path, profile), reference, tokenizer, reward_fn, profile,
-                                          prompts=training.rl_prompts(profile, seed), gold_fn=gold_rewards,
-                                          method=stage, seed=seed, progress=progress, output_dir=out / stage).model
+                                          prompts=train_prompts, gold_fn=gold_fn, method=stage, seed=seed,
+                                          progress=progress, output_dir=out / stage).model
         if is_main_process():
             model.save_pretrained(out / stage / "final", safe_serialization=True)
             tokenizer.save_pretrained(out / stage / "final")
     entry, samples[stage] = measure(stage, model, reference, tokenizer, prompts, profile, seed, samples, reward_fn)
-    return {**entry, **extra, "seconds": time.perf_counter() - start}
+    return {**entry, **extra, "data": data, "seconds": time.perf_counter() - start}
 
 
 def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, out: Path,
@@ -393,7 +427,8 @@ def direct_stage(stage: str, tokenizer, prompts, profile: Profile, seed: int, ou
         if reward_fn is None:
             raise FileNotFoundError(f"online_dpo labels its pairs with the reward model, but {rm_path} does not exist. "
                                     "Run the rm stage first (--stages sft,rm,dpo,online_dpo).")
-        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, prompts=training.online_dpo_prompts(profile, seed),
+        online_prompts, _, data = training_prompts(stage, profile, seed)
+        result = online_dpo(dpo_path, tokenizer, reward_fn, profile, prompts=online_prompts,
                             output_dir=out / stage, seed=seed, progress=progress, reference_path=sft_path)
     elif stage == "dpo":
         rows = toy_pairs(profile, seed, n=profile.rm.n_pairs) if real is None else real.rows
@@ -614,11 +649,11 @@ def run_pipeline(
 
 
 def stage_data(stage: str, profile: Profile) -> str:
-    """What a stage without a ``data`` entry of its own trained on (the RL stages: toy-world prompts)."""
+    """What a stage without a ``data`` entry of its own trained on (RL stages record theirs, see training_prompts)."""
     if stage == "sft":
         return profile.sft.dataset or TOY_WORLD
-    if stage in (*RL_STAGES, "online_dpo") and profile.rm.dataset is not None:
-        return f"{TOY_WORLD} prompts, scored by the reward model trained on {profile.rm.dataset}"
+    if stage == "bon" and profile.rm.dataset is not None:
+        return f"{TOY_WORLD} test prompts, scored by the reward model trained on {profile.rm.dataset}"
     return TOY_WORLD
 
 

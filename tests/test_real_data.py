@@ -158,7 +158,7 @@ def test_pipeline_trains_on_the_dataset_set_on_the_command_line(tmp_path, monkey
     profile = apply_overrides(get_profile("tiny"), [
         *FEW_STEPS, f"rm.dataset={UF}", "sft.n_demonstrations=32", "sft.epochs=1", "n_eval_prompts=8",
         "eval_samples_per_prompt=1"])
-    results = run_pipeline(profile, tmp_path / "out", "sft,rm,dpo", progress=False)
+    results = run_pipeline(profile, tmp_path / "out", "sft,rm,dpo,reinforce,grpo", progress=False)
     stages = json.loads((tmp_path / "out" / "results.json").read_text())["stages"]
     assert stages["sft"]["data"] == "toy world"
     rm = stages["rm"]
@@ -172,8 +172,33 @@ def test_pipeline_trains_on_the_dataset_set_on_the_command_line(tmp_path, monkey
     assert len(real["samples"]) == 3 and real["samples"][0]["prompt"].startswith("What is")
     assert "gold_reward" in stages["dpo"], "the toy world's gold evaluation is still recorded"
     assert results["stages"]["rm"]["rm_accuracy_heldout"] == rm["rm_accuracy_heldout"]
+    for stage in ("reinforce", "grpo"):  # optimised on the dataset's own (conversational) prompts
+        assert stages[stage]["data"] == f"the prompts of {UF} [train_prefs], scored by the reward model trained on it"
+        assert (tmp_path / "out" / stage / "final" / "model.safetensors").exists()
+        assert 0.0 <= stages[stage]["real_data_eval"]["win_rate_vs_reference"] <= 1.0
     table = (tmp_path / "out" / "results.md").read_text()
     assert f"- rm: {UF} [train_prefs], 13 rows used, 3 skipped" in table and "win rate vs SFT" in table
+
+
+def test_rl_stages_take_the_datasets_prompts_and_no_gold_and_the_toy_worlds_otherwise():
+    from rlhf_course.pipeline import training_prompts
+    from rlhf_course.toyworld import Prompt, gold_rewards
+
+    toy = apply_overrides(get_profile("tiny"), ["rl.steps=3", "rl.prompts_per_step=4"])
+    prompts, gold, data = training_prompts("rloo", toy, seed=0)
+    assert gold is gold_rewards and data == "toy world" and len(prompts) == 12
+    assert all(isinstance(p, Prompt) for p in prompts)
+    real = apply_overrides(toy, [f"rm.dataset={UF}", "rs.rounds=2", "rs.n_prompts=20"])
+    rows = preference_dataset(UF, "train_prefs").rows
+    distinct = {json.dumps(r["prompt"]) for r in rows}
+    prompts, gold, data = training_prompts("rloo", real, seed=0)
+    assert data == f"the prompts of {UF} [train_prefs], scored by the reward model trained on it"
+    assert gold is None and len(prompts) == 12 and {json.dumps(p) for p in prompts} <= distinct
+    first = [json.dumps(p) for p in prompts[:min(len(distinct), len(prompts))]]
+    assert len(set(first)) == len(first), "every distinct prompt once before any comes again"
+    rounds, _, _ = training_prompts("rs_ft", real, seed=0)
+    assert [len(r) for r in rounds] == [20, 20] and all(isinstance(p, list) for r in rounds for p in r)
+    assert training_prompts("rloo", real, seed=1)[0] != prompts, "the order is shuffled with the seed"
 
 
 # ----------------------------------------------------------------------------- vLLM

@@ -35,9 +35,15 @@ RewardFunction = Callable[[list[str], list[str]], torch.Tensor]
 GoldFunction = Callable[[list[Any], list[str]], Sequence[float]]
 
 
-def prompt_text(prompt: Any) -> str:
-    """The text of a prompt: a plain string, or any object with a ``text`` (a toy-world ``Prompt``)."""
-    return prompt if isinstance(prompt, str) else prompt.text
+def prompt_text(prompt: Any) -> str | list[dict]:
+    """A prompt as the sampler and the reward function take it.
+
+    A plain string stays as it is, and so does a conversation: a list of
+    ``{"role", "content"}`` messages, as a hub dataset's prompt often is
+    (``core.sampling.chat_prompt`` renders either). Any other object gives its
+    ``text`` (a toy-world ``Prompt``).
+    """
+    return prompt if isinstance(prompt, (str, list)) else prompt.text
 
 
 def check_prompts(prompts: Sequence[Any], needed: int, what: str) -> None:

@@ -48,7 +48,7 @@ def on_policy_pairs(policy, tokenizer, prompts, reward_fn, profile, *, k: int | 
         if (rewards[i, best] <= rewards[i, worst] or same_response(chosen, rejected)
                 or not chosen.strip() or not rejected.strip()):
             continue
-        about = {} if isinstance(prompt, str) else {"prompt_id": prompt.id, "family": prompt.family}
+        about = {} if isinstance(prompt, (str, list)) else {"prompt_id": prompt.id, "family": prompt.family}
         rows.append({"prompt": texts[i], "chosen": chosen, "rejected": rejected, **about,
                      "chosen_reward": float(rewards[i, best]), "rejected_reward": float(rewards[i, worst])})
     return rows

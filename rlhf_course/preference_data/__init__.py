@@ -2,7 +2,8 @@
 
 - data.py: hub adapters (HH-RLHF, SHP, UltraFeedback), the one validator of preference rows, JSONL files
 - annotation.py: a widget to label pairs yourself, and agreement with gold and the annotators
-- sources.py: preference_dataset, one loader for a hub dataset or local files in its schema
+- sources.py: preference_dataset, one loader for a hub dataset or local files in its schema;
+  dataset_prompts, its distinct prompts (what the RL stages optimise on with real data)
 - toy.py: toy-world preference rows
 - formats.py: preference rows as the datasets TRL's trainers read
 - checks.py: the lab's exercise checks
@@ -19,7 +20,7 @@ from .data import (ADAPTER_SKIP_HINT, FIELDS, HH_ASSISTANT, HH_HUMAN, HubPrefere
                    check_training_rows, field_text, from_hh_rlhf, from_shp, from_ultrafeedback, hh_messages,
                    hub_preferences, load_preference_files, load_preferences, prompt_length, read_preferences_jsonl,
                    same_response, split_hh_pair, validate_preferences, write_preferences_jsonl)
-from .sources import LoadedPreferences, detect_schema, preference_dataset
+from .sources import LoadedPreferences, dataset_prompts, detect_schema, preference_dataset
 from .formats import to_reward_dataset, unpaired_dataset
 from .toy import toy_pairs, toy_preferences
 
@@ -64,6 +65,7 @@ __all__ = [
     "LoadedPreferences",
     "detect_schema",
     "preference_dataset",
+    "dataset_prompts",
     "to_reward_dataset",
     "unpaired_dataset",
     "toy_pairs",

@@ -219,3 +219,25 @@ def held_out_split(name_or_path: str | os.PathLike) -> str | None:
     if path.exists():
         return None
     return next(name for name in HELD_OUT if name in hub_preferences(str(name_or_path)).splits)
+
+
+def dataset_prompts(rows: list[dict], seed: int = 0) -> list:
+    """Each distinct prompt of preference ``rows`` once, in an order shuffled with ``seed``.
+
+    What an RL stage optimises the reward model on when the pipeline trains on
+    a real dataset: its own prompts, so the policy is asked what the reward
+    model was trained to judge. A prompt is a text or a conversation (a list
+    of messages), as the rows hold it.
+    """
+    import json
+    import random
+
+    seen, prompts = set(), []
+    for row in rows:
+        key = json.dumps(row["prompt"], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            prompts.append(row["prompt"])
+    random.Random(seed).shuffle(prompts)
+    return prompts
+
