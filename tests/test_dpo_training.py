@@ -179,8 +179,8 @@ def test_pipeline_dpo_stage_learns_from_the_reward_models_pairs_with_the_nll_ter
         asked.update(kwargs)
         raise RuntimeError("stop here")
 
-    monkeypatch.setattr(pipeline, "toy_pairs", pairs)
-    monkeypatch.setattr(pipeline, "train_dpo", train)
+    monkeypatch.setattr(pipeline.stages, "toy_pairs", pairs)
+    monkeypatch.setattr(pipeline.stages, "train_dpo", train)
     profile = get_profile("tiny")
     with pytest.raises(RuntimeError, match="stop here"):
         pipeline.direct_stage("dpo", None, [], profile, 0, tmp_path, {}, progress=False)
