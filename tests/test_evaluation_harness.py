@@ -38,6 +38,8 @@ def test_pass_at_k_is_stable_where_binomials_overflow_and_beats_the_plug_in():
     # 1 - (1 - c/n)^k is biased low: with n = k = 4 and one correct sample, pass@4 is certain
     assert pass_at_k(4, 1, 4) == 1.0 and 1 - (1 - 1 / 4) ** 4 < 0.7
     assert mean_pass_at_k([0, 1, 4], n=4, k=2) == pytest.approx((0 + 0.5 + 1) / 3)
+    with pytest.raises(ValueError, match="at least one prompt"):
+        mean_pass_at_k([], n=4, k=2)
 
 
 @pytest.mark.parametrize("args", [(0, 0, 1), (5, 6, 1), (5, 2, 0), (5, 2, 6), (5.0, 2, 1)])

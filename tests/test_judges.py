@@ -78,6 +78,9 @@ def test_agreement_counts_ties_half_and_skips_undecided_references():
     assert agreement([0, -1, 1, 0], [0, 0, 0, -1]) == pytest.approx((1 + 0.5 + 0) / 3)
     with pytest.raises(ValueError, match="pair up"):
         agreement([0], [0, 1])
+    with pytest.raises(ValueError, match=r"verdicts\[1\] is 2"):
+        agreement([0, 2], [0, 1])  # a label that is not a verdict (say a 1-2 rating) is refused, not scored
+    assert math.isnan(agreement([0, 1], [-1, -1]))  # no pair the reference decides
 
 
 def test_reward_judge_uses_bradley_terry_and_ties_within_margin():
@@ -93,6 +96,16 @@ def test_pairwise_judge_rejects_malformed_input():
         AlwaysFirst().judge(["p"], [["a", "b", "c"]])
     with pytest.raises(ValueError, match="one list per prompt"):
         AlwaysFirst().judge(["p", "q"], [["a", "b"]])
+    with pytest.raises(TypeError, match="list of prompts"):
+        AlwaysFirst().judge(None, [["a", "b"]])
+    with pytest.raises(TypeError, match="list of completions"):
+        AlwaysFirst().judge(["p"], "ab")
+
+
+@pytest.mark.parametrize("p", [float("nan"), -0.1, 1.5])
+def test_a_probability_outside_zero_one_is_an_error_not_a_verdict(p):
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        verdict(p)
 
 
 def test_gold_judge_prefers_the_ideal_answer():

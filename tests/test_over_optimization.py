@@ -73,6 +73,16 @@ def test_malformed_input_is_refused_with_a_reason():
         fit_rl_law([1.0, 2.0, float("nan")], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="form"):
         fit_law("ppo", D, D)
+    with pytest.raises(ValueError, match="form must be one of"):
+        fit_law("ppo", [0.0, 1.0, 2.0], [0.0, 0.1, 0.2])  # the form is named before the points are counted
+    with pytest.raises(ValueError, match="form must be one of"):
+        peak_distance("ppo", 1.0, 0.0)
+
+
+def test_a_curve_that_falls_from_the_start_peaks_at_zero():
+    fit = fit_best_of_n_law(D, -0.2 * D - 0.1 * D**2)  # alpha < 0: every step away from the start loses gold
+    assert fit.alpha == pytest.approx(-0.2) and fit.beta == pytest.approx(0.1)
+    assert fit.peak_d == 0.0 and fit.peak_reward == 0.0
 
 
 def test_evaluation_steps_include_both_ends_and_are_denser_early():

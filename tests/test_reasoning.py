@@ -150,6 +150,8 @@ def test_mean_pass_at_k_averages_over_prompts():
     assert mean_pass_at_k(table, 2) == pytest.approx((0.5 + 0 + 1) / 3)
     with pytest.raises(ValueError, match="prompts, n"):
         mean_pass_at_k(np.zeros(4), 1)
+    with pytest.raises(ValueError, match="no prompts"):
+        mean_pass_at_k(np.zeros((0, 4)), 1)
 
 
 # ----------------------------------------------------------------------------- the RLVR stage on a tiny model

@@ -32,6 +32,17 @@ def test_bradley_terry_loss_values():
     assert torch.isfinite(rm.bradley_terry_loss(torch.tensor([-100.0]), torch.tensor([100.0])))
     # the margin moves the point where the loss is log 2
     assert rm.bradley_terry_loss(torch.ones(2), zeros[:2], margin=1.0).item() == pytest.approx(np.log(2))
+    per_pair = rm.bradley_terry_loss(torch.ones(2), zeros[:2], margin=torch.tensor([1.0, 0.0]))
+    assert per_pair.item() == pytest.approx((np.log(2) + np.log(1 + np.exp(-1.0))) / 2)
+
+
+def test_bradley_terry_loss_refuses_shapes_that_would_broadcast():
+    with pytest.raises(ValueError, match=r"\(4, 1\).*squeeze"):
+        rm.bradley_terry_loss(torch.zeros(4, 1), torch.zeros(4))  # would be a 4 x 4 table of gaps
+    with pytest.raises(ValueError, match="empty"):
+        rm.bradley_terry_loss(torch.zeros(0), torch.zeros(0))
+    with pytest.raises(ValueError, match="margin"):
+        rm.bradley_terry_loss(torch.zeros(3), torch.zeros(3), margin=torch.zeros(3, 1))
 
 
 def test_from_scratch_loss_equals_trl_reward_trainer_loss(tiny_rm):

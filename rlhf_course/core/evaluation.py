@@ -305,5 +305,7 @@ def mean_pass_at_k(correct: np.ndarray, k: int) -> float:
     table = np.asarray(correct)
     if table.ndim != 2:
         raise ValueError(f"correct must be a (prompts, n) table; got shape {table.shape}.")
+    if table.shape[0] == 0:
+        raise ValueError("correct has no prompts (shape (0, n)); score at least one prompt's samples.")
     n = table.shape[1]
     return float(np.mean([pass_at_k(n, int(c), k) for c in (table > 0).sum(axis=1)]))

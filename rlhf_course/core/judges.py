@@ -51,6 +51,9 @@ def prompt_text(prompt: Any) -> str:
 
 
 def _check_pairs(prompts: Sequence, completions: Sequence[Sequence[str]]) -> None:
+    for name, value in (("prompts", prompts), ("completions", completions)):
+        if isinstance(value, str) or not hasattr(value, "__len__"):
+            raise TypeError(f"A judge takes a list of {name}; got {type(value).__name__}. Pass one entry per prompt.")
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completion lists; give one list per prompt.")
     for i, pair in enumerate(completions):
@@ -93,6 +96,9 @@ class PairwiseJudge:
 
 def verdict(prob_first: float, tolerance: float = 1e-9) -> int:
     """0 if the first completion wins, 1 if the second does, -1 for a tie (``prob_first`` ≈ 0.5)."""
+    if not 0.0 <= prob_first <= 1.0:  # also catches NaN, which would otherwise read as "second wins"
+        raise ValueError(f"A judge's probability that the first completion wins must lie in [0, 1]; got {prob_first}. "
+                         "Check the judge's scores for NaN.")
     if abs(prob_first - 0.5) <= tolerance:
         return -1
     return 0 if prob_first > 0.5 else 1
@@ -244,12 +250,18 @@ def swap_averaged(judge: PairwiseJudge, prompts: list, completions: list[list[st
 
 
 def agreement(verdicts: Sequence[int], reference: Sequence[int]) -> float:
-    """Share of pairs where ``verdicts`` agree with ``reference``; a tie on either side counts half.
+    """Share of pairs where ``verdicts`` agree with ``reference``; a tie in ``verdicts`` counts half.
 
-    Pairs the reference cannot decide (-1) are left out.
+    Verdicts are 0 (first wins), 1 (second wins) or -1 (tie). Pairs the
+    reference cannot decide (-1) are left out; NaN when it decides none.
     """
     if len(verdicts) != len(reference):
         raise ValueError(f"{len(verdicts)} verdicts against {len(reference)} references; they must pair up.")
+    for name, values in (("verdicts", verdicts), ("reference", reference)):
+        bad = [(i, v) for i, v in enumerate(values) if v not in (-1, 0, 1)]
+        if bad:
+            raise ValueError(f"{name}[{bad[0][0]}] is {bad[0][1]!r}; a verdict is 0 (first wins), 1 (second wins) "
+                             "or -1 (tie).")
     scores = [0.5 if v < 0 else float(v == r) for v, r in zip(verdicts, reference) if r >= 0]
     return float(np.mean(scores)) if scores else float("nan")
 

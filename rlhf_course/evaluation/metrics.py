@@ -80,6 +80,8 @@ def exact_match_by_family(prompts: Sequence[Prompt], responses: Sequence[str]) -
 
 def mean_pass_at_k(correct_counts: Sequence[int], n: int, k: int) -> float:
     """pass@k of a benchmark: the unbiased per-prompt estimates (:func:`pass_at_k`) averaged over prompts."""
+    if len(correct_counts) == 0:
+        raise ValueError("mean_pass_at_k needs the number of correct samples of at least one prompt; got none.")
     return float(np.mean([pass_at_k(n, int(c), k) for c in correct_counts]))
 
 

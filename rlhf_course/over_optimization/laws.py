@@ -67,15 +67,15 @@ def law_curve(fit: LawFit, d) -> np.ndarray:
 
 
 def peak_distance(form: str, alpha: float, beta: float) -> float:
-    """The maximiser d* of the law: α/(2β) for best-of-n, exp(α/β − 1) for RL; inf when β ≤ 0."""
+    """The maximiser d* ≥ 0 of the law: α/(2β) for best-of-n, exp(α/β − 1) for RL; inf when β ≤ 0."""
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}; got {form!r}.")
     if beta <= 0:
         return math.inf
     if form == "best_of_n":
-        return alpha / (2 * beta)
-    if form == "rl":
-        exponent = alpha / beta - 1
-        return math.exp(exponent) if exponent < 700 else math.inf
-    raise ValueError(f"form must be one of {FORMS}; got {form!r}.")
+        return max(alpha / (2 * beta), 0.0)  # α ≤ 0: the curve falls from the start, so the peak is d = 0
+    exponent = alpha / beta - 1  # the RL form
+    return math.exp(exponent) if exponent < 700 else math.inf
 
 
 def fit_law(form: str, d, reward) -> LawFit:
@@ -86,6 +86,8 @@ def fit_law(form: str, d, reward) -> LawFit:
     coefficients, and one more so that R² means something); the RL form also
     needs every d > 0, since it takes log d.
     """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {FORMS}; got {form!r}.")
     d, reward = np.asarray(d, dtype=float).ravel(), np.asarray(reward, dtype=float).ravel()
     if d.shape != reward.shape:
         raise ValueError(f"d and reward must have the same length; got {d.size} and {reward.size}.")
@@ -102,8 +104,8 @@ def fit_law(form: str, d, reward) -> LawFit:
                          "Measure the reward at more values of n (or more evaluation steps).")
     d, reward = d[keep], reward[keep]
     design = _design(form, d)
-    (alpha, minus_beta), *_ = np.linalg.lstsq(design * np.array([1.0, -1.0]), reward, rcond=None)
-    alpha, beta = float(alpha), float(minus_beta)
+    (alpha, beta), *_ = np.linalg.lstsq(design * np.array([1.0, -1.0]), reward, rcond=None)
+    alpha, beta = float(alpha), float(beta)
     predicted = design @ np.array([alpha, -beta])
     total = float(((reward - reward.mean()) ** 2).sum())
     r2 = 1.0 - float(((reward - predicted) ** 2).sum()) / total if total > 0 else float("nan")
